@@ -1,0 +1,36 @@
+"""codecstream: a real-time streaming engine for neural audio codecs and vocoders.
+
+    import codecstream as cs
+    model = cs.load("encodec-24khz", weights="random")
+    codes = model.encode(audio, bandwidth=6.0)       # audio: [B, C, T] float
+    stream = model.decoder_stream()
+    out = stream.push(codes[..., :5])                # any number of frames
+    print(stream.latency, "samples of algorithmic latency")
+"""
+
+from __future__ import annotations
+
+from .errors import *  # noqa: F401,F403 - the documented exception hierarchy
+from .errors import __all__ as _error_names
+from .plugin import Codec, CodeLevel, TokenSpec
+from .registry import ENTRY_POINT_GROUP, ModelSpec, get_spec, list_models, load
+from .streaming import StreamContext
+from .streams import DecoderStream, EncoderStream
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Codec",
+    "CodeLevel",
+    "DecoderStream",
+    "ENTRY_POINT_GROUP",
+    "EncoderStream",
+    "ModelSpec",
+    "StreamContext",
+    "TokenSpec",
+    "get_spec",
+    "list_models",
+    "load",
+    "__version__",
+    *_error_names,
+]

@@ -1,0 +1,22 @@
+"""Stateful layers that stream exactly: what a model plugin is built from.
+
+See :mod:`codecstream.streaming.module` for the contract every layer keeps.
+"""
+
+from .containers import Residual, StreamingSequential
+from .conv import PadMode, StreamingConv1d
+from .conv_transpose import StreamingConvTranspose1d
+from .module import StreamContext, StreamingModule, cat_time
+from .recurrent import StreamingLSTM
+
+__all__ = [
+    "PadMode",
+    "Residual",
+    "StreamContext",
+    "StreamingConv1d",
+    "StreamingConvTranspose1d",
+    "StreamingLSTM",
+    "StreamingModule",
+    "StreamingSequential",
+    "cat_time",
+]

@@ -1,0 +1,126 @@
+"""Composites of streaming layers: chains and residual joins with aligned branches.
+
+Any plain ``nn.Module`` that acts frame by frame (ELU, Snake, tanh, a 1x1 conv without state)
+can sit in a :class:`StreamingSequential`; it is applied to whatever the previous layer emits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from .module import StreamContext, StreamingModule, cat_time
+
+__all__ = ["StreamingSequential", "Residual"]
+
+
+class StreamingSequential(StreamingModule[None]):
+    """A chain of layers; children are named ``0, 1, ...`` like ``nn.Sequential``.
+
+    Flushing flushes each layer in order and feeds what it releases through the layers after
+    it, so every layer sees the right edge exactly as offline.
+    """
+
+    def __init__(self, *layers: nn.Module) -> None:
+        super().__init__()
+        for index, layer in enumerate(layers):
+            self.add_module(str(index), layer)
+        self._stateful = tuple(isinstance(layer, StreamingModule) for layer in layers)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __getitem__(self, index: int) -> nn.Module:
+        return list(self._modules.values())[index]
+
+    def __iter__(self):  # type: ignore[override]
+        return iter(self._modules.values())
+
+    def step(self, x: Tensor, ctx: StreamContext) -> Tensor:
+        for layer, stateful in zip(self._modules.values(), self._stateful):
+            x = layer.step(x, ctx) if stateful else layer(x)  # type: ignore[union-attr]
+        return x
+
+    def flush(self, ctx: StreamContext) -> Tensor | None:
+        out: Tensor | None = None
+        for layer, stateful in zip(self._modules.values(), self._stateful):
+            if stateful:
+                released = layer.step(out, ctx) if out is not None else None  # type: ignore[union-attr]
+                out = cat_time(released, layer.flush(ctx))  # type: ignore[union-attr]
+            elif out is not None:
+                out = layer(out)
+        return out
+
+    def output_count(self, n_in: int) -> int:
+        for layer, stateful in zip(self._modules.values(), self._stateful):
+            if stateful:
+                n_in = layer.output_count(n_in)  # type: ignore[union-attr]
+        return n_in
+
+
+@dataclass
+class ResidualState:
+    block: Tensor | None  # branch output waiting for its skip partner
+    skip: Tensor | None  # skip input waiting for the branch (the delay line)
+
+
+class Residual(StreamingModule[ResidualState]):
+    """``shortcut(x) + block(x)`` with the two paths aligned in time.
+
+    When the block lags (a centred conv inside), the skip path is held back by exactly the
+    block's delay: each side's frames wait until the other side has produced the same frame.
+    ``shortcut=None`` is the identity.
+    """
+
+    def __init__(self, block: nn.Module, shortcut: nn.Module | None = None) -> None:
+        super().__init__()
+        self.block = block
+        self.shortcut = shortcut if shortcut is not None else nn.Identity()
+
+    def _run(self, module: nn.Module, x: Tensor, ctx: StreamContext) -> Tensor:
+        return module.step(x, ctx) if isinstance(module, StreamingModule) else module(x)
+
+    def step(self, x: Tensor, ctx: StreamContext) -> Tensor:
+        state = ctx.get(self)
+        if state is None:
+            state = ResidualState(block=None, skip=None)
+            ctx.set(self, state)
+        return self._join(
+            state, self._run(self.shortcut, x, ctx), self._run(self.block, x, ctx)
+        )
+
+    def flush(self, ctx: StreamContext) -> Tensor | None:
+        state = ctx.get(self)
+        if state is None:
+            return None
+        skip = self.shortcut.flush(ctx) if isinstance(self.shortcut, StreamingModule) else None
+        block = self.block.flush(ctx) if isinstance(self.block, StreamingModule) else None
+        skip = cat_time(state.skip, skip)
+        block = cat_time(state.block, block)
+        state.skip = state.block = None
+        if skip is None or block is None:
+            return None
+        if skip.shape[-1] != block.shape[-1]:
+            raise RuntimeError(  # an architecture error, not a user error
+                f"residual paths end with different lengths ({skip.shape[-1]} vs {block.shape[-1]})"
+            )
+        return skip + block if skip.shape[-1] else None
+
+    def _join(self, state: ResidualState, skip: Tensor, block: Tensor) -> Tensor:
+        if state.skip is None and state.block is None and skip.shape[-1] == block.shape[-1]:
+            return skip + block  # the common case: both paths in step
+        skip = cat_time(state.skip, skip)  # type: ignore[assignment]
+        block = cat_time(state.block, block)  # type: ignore[assignment]
+        n = min(skip.shape[-1], block.shape[-1])
+        state.skip = skip[..., n:] if skip.shape[-1] > n else None
+        state.block = block[..., n:] if block.shape[-1] > n else None
+        return skip[..., :n] + block[..., :n]
+
+    def output_count(self, n_in: int) -> int:
+        counts = [
+            m.output_count(n_in) if isinstance(m, StreamingModule) else n_in
+            for m in (self.block, self.shortcut)
+        ]
+        return min(counts)
+

@@ -1,0 +1,129 @@
+"""Transposed 1-D convolution that streams exactly.
+
+Offline the layer computes ``conv_transpose1d(x)`` (``(T-1)·s + k`` samples) and crops
+``trim[0]`` samples at the start and ``trim[1]`` at the end. That covers EnCodec's causal
+``SConvTranspose1d`` (``trim = (0, k - s)``), its centred variant, and ``nn.ConvTranspose1d``
+with ``padding=p, output_padding=q`` (``trim = (p, p - q)``, DAC, SNAC, HiFi-GAN).
+
+Streaming: each input frame ``i`` writes ``k`` samples starting at ``i·s``; after ``n`` frames
+the first ``n·s`` samples can no longer change. The remaining ``k - s`` samples (the tail) are
+kept without bias and added to the next frames' output; the bias is added once, on emission.
+At flush the tail is emitted minus the end crop.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .module import StreamContext, StreamingModule
+
+__all__ = ["StreamingConvTranspose1d"]
+
+
+@dataclass
+class ConvTransposeState:
+    tail: Tensor  # [B, C_out, max(k - s, 0)] partial sums, bias excluded
+    to_trim: int  # start samples still to drop
+    seen: int  # input frames received
+
+
+class StreamingConvTranspose1d(StreamingModule[ConvTransposeState]):
+    """ConvTranspose1d with start and end crops that streams exactly.
+
+    Args:
+        in_channels, out_channels, kernel_size, stride, groups, bias: as ``nn.ConvTranspose1d``.
+        trim: ``(start, end)`` samples the offline model crops from its output. The end crop
+            may not exceed ``kernel_size - stride`` (it would remove already final samples).
+
+    Shapes: ``[B, in_channels, T]`` in, ``[B, out_channels, T·stride - trim[0] ...]`` out.
+    Weight layout as ``nn.ConvTranspose1d``: ``[in_channels, out_channels // groups, k]``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        *,
+        stride: int = 1,
+        groups: int = 1,
+        bias: bool = True,
+        trim: tuple[int, int] = (0, 0),
+    ) -> None:
+        super().__init__()
+        overlap = max(kernel_size - stride, 0)
+        if trim[1] > overlap:
+            raise ValueError(
+                f"end trim {trim[1]} exceeds kernel_size - stride = {overlap}: not streamable"
+            )
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.groups = groups
+        self.trim = (int(trim[0]), int(trim[1]))
+        self.weight = nn.Parameter(torch.empty(in_channels, out_channels // groups, kernel_size))
+        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
+        self._overlap = overlap
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in = self.weight.shape[1] * self.kernel_size
+            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, groups={self.groups}, trim={self.trim}"
+        )
+
+    def step(self, x: Tensor, ctx: StreamContext) -> Tensor:
+        state = ctx.get(self)
+        if state is None:
+            tail = x.new_zeros(x.shape[0], self.out_channels, self._overlap)
+            state = ConvTransposeState(tail=tail, to_trim=self.trim[0], seen=0)
+            ctx.set(self, state)
+        n = x.shape[-1]
+        if n == 0:
+            return x.new_zeros(x.shape[0], self.out_channels, 0)
+        state.seen += n
+        y = F.conv_transpose1d(x, self.weight, None, self.stride, groups=self.groups)
+        final = n * self.stride
+        if y.shape[-1] < final + self._overlap:  # kernel shorter than stride: gaps are zeros
+            y = F.pad(y, (0, final + self._overlap - y.shape[-1]))
+        if self._overlap:
+            y[..., : self._overlap] += state.tail
+            state.tail = y[..., final:]
+        out = y[..., :final]
+        if self.bias is not None:
+            out = out + self.bias[:, None]
+        return self._trim_start(out, state)
+
+    def flush(self, ctx: StreamContext) -> Tensor | None:
+        state = ctx.get(self)
+        if state is None or state.seen == 0:
+            return None
+        out = state.tail[..., : self._overlap - self.trim[1]]
+        if self.bias is not None:
+            out = out + self.bias[:, None]
+        out = self._trim_start(out, state)
+        return out if out.shape[-1] else None
+
+    def output_count(self, n_in: int) -> int:
+        return max(0, n_in * self.stride - self.trim[0])
+
+    @staticmethod
+    def _trim_start(out: Tensor, state: ConvTransposeState) -> Tensor:
+        if state.to_trim:
+            cut = min(state.to_trim, out.shape[-1])
+            state.to_trim -= cut
+            out = out[..., cut:]
+        return out

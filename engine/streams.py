@@ -1,0 +1,199 @@
+"""Encoder and decoder streams: push chunks of any length, get what is final, flush at the end.
+
+A stream owns one :class:`~codecstream.streaming.StreamContext` on a shared model, so any
+number of streams can run on one loaded model. The offline ``Codec.encode`` / ``decode`` are
+one push and one flush of these same streams, so streaming and offline share one code path.
+
+Typical use::
+
+    with model.encoder_stream(bandwidth=6.0) as enc, model.decoder_stream() as dec:
+        for chunk in chunks:                 # [1, C, n] float, any n, even 1
+            audio_out = dec.push(enc.push(chunk))
+        audio_out = dec.push(enc.flush())
+        audio_out = dec.flush()
+    print(enc.latency_ms + dec.latency_ms, "ms algorithmic latency")
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Hashable
+
+import torch
+from torch import Tensor
+
+from .errors import StreamStateError
+from .latency import decoder_latency, encoder_latency
+from .streaming import StreamContext
+from .validation import check_sample_rate
+
+if TYPE_CHECKING:
+    from .plugin import Codec
+
+__all__ = ["EncoderStream", "DecoderStream"]
+
+
+class _Stream:
+    def __init__(self, model: "Codec", batch_size: int) -> None:
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise StreamStateError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.model = model
+        self.batch_size = batch_size
+        self._ctx = StreamContext(batch_size)
+        self._flushed = False
+        self._closed = False
+        self._timing_cache: tuple[int, int] | None = None
+
+    @property
+    def sample_rate(self) -> int:
+        return self.model.sample_rate
+
+    @property
+    def latency(self) -> int:
+        """Steady-state algorithmic latency in samples (see :mod:`codecstream.latency`)."""
+        return self._timing()[0]
+
+    @property
+    def startup_latency(self) -> int:
+        """Algorithmic latency of the first output, in samples (>= ``latency`` only at start-up)."""
+        return self._timing()[1]
+
+    @property
+    def latency_ms(self) -> float:
+        return 1000.0 * self.latency / self.model.sample_rate
+
+    @property
+    def startup_latency_ms(self) -> float:
+        return 1000.0 * self.startup_latency / self.model.sample_rate
+
+    def _timing(self) -> tuple[int, int]:
+        if self._timing_cache is None:
+            self._timing_cache = self._latency_samples()
+        return self._timing_cache
+
+    def _latency_samples(self) -> tuple[int, int]:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Forget all state: the next push starts a new stream."""
+        self._ctx.reset()
+        self._flushed = False
+        self._closed = False
+
+    def close(self) -> None:
+        self._closed = True
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_open(self, action: str) -> None:
+        if self._closed:
+            raise StreamStateError(f"cannot {action}: the stream is closed")
+        if self._flushed:
+            raise StreamStateError(f"cannot {action} after flush(); call reset() to start a new stream")
+
+
+class EncoderStream(_Stream):
+    """Audio in (``[B, channels, n]`` floats, any ``n``), codes out as soon as they are final.
+
+    Input is re-blocked to whole multiples of ``model.encoder_block`` samples; the remainder
+    waits for the next push (or the flush). Re-blocking never delays an output: the model
+    releases frames only at block boundaries, and the reported latency accounts for it.
+    """
+
+    def __init__(
+        self, model: "Codec", batch_size: int = 1, *, sample_rate: int | None = None, options: Any = None
+    ) -> None:
+        super().__init__(model, batch_size)
+        check_sample_rate(sample_rate, model.sample_rate)
+        self.options = options
+        self._pending: Tensor | None = None
+        self.samples_in = 0  # samples pushed so far
+
+    def _latency_samples(self) -> tuple[int, int]:
+        model = self.model
+        return encoder_latency(model.encoder_frames, model.hop_length, model.encoder_block)
+
+    def push(self, audio: Any) -> Any:
+        """Consume ``audio`` and return the codes that are now final (possibly zero frames)."""
+        self._check_open("push")
+        audio = self.model.check_audio(audio, self.batch_size)
+        self.samples_in += audio.shape[-1]
+        if self._pending is not None:
+            audio = torch.cat([self._pending, audio], dim=-1)
+        block = self.model.encoder_block
+        usable = audio.shape[-1] - audio.shape[-1] % block
+        self._pending = audio[..., usable:] if usable < audio.shape[-1] else None
+        if usable == 0:
+            return self.model.empty_codes(self.batch_size, self.options)
+        with torch.inference_mode():
+            return self.model.encoder_step(audio[..., :usable], self._ctx, self.options)
+
+    def flush(self) -> Any:
+        """End the stream: encode what is left, padded as the offline model pads its end."""
+        self._check_open("flush")
+        self._flushed = True
+        with torch.inference_mode():
+            parts = []
+            if self._pending is not None:
+                parts.append(self.model.encoder_step(self._pending, self._ctx, self.options))
+                self._pending = None
+            parts.append(self.model.encoder_flush(self._ctx, self.options))
+        parts = [p for p in parts if p is not None]
+        if not parts:
+            return self.model.empty_codes(self.batch_size, self.options)
+        return self.model.concat_codes(parts)
+
+    def reset(self) -> None:
+        super().reset()
+        self._pending = None
+        self.samples_in = 0
+
+
+class DecoderStream(_Stream):
+    """Codes in (any number of frames per push), audio ``[B, channels, n]`` out as soon as final."""
+
+    def __init__(self, model: "Codec", batch_size: int = 1, *, options: Any = None) -> None:
+        super().__init__(model, batch_size)
+        self.options = options
+        self._layout: Hashable | None = None
+        self._layout_set = False
+        self.samples_out = 0  # samples returned so far
+
+    def _latency_samples(self) -> tuple[int, int]:
+        return decoder_latency(self.model.decoder_samples, self.model.hop_length)
+
+    def push(self, codes: Any) -> Tensor:
+        """Consume ``codes`` and return the audio that is now final (possibly zero samples)."""
+        self._check_open("push")
+        codes = self.model.check_codes(codes, self.batch_size)
+        layout = self.model.code_layout(codes)
+        if not self._layout_set:
+            self._layout, self._layout_set = layout, True
+        elif layout != self._layout:
+            raise StreamStateError(
+                f"code layout changed mid-stream ({self._layout} then {layout}); "
+                "open a new stream (or reset()) to change it"
+            )
+        with torch.inference_mode():
+            audio = self.model.decoder_step(codes, self._ctx, self.options)
+        self.samples_out += audio.shape[-1]
+        return audio
+
+    def flush(self) -> Tensor:
+        """End the stream and return the rest of the audio."""
+        self._check_open("flush")
+        self._flushed = True
+        with torch.inference_mode():
+            audio = self.model.decoder_flush(self._ctx, self.options)
+        if audio is None:
+            return self.model.empty_audio(self.batch_size)
+        self.samples_out += audio.shape[-1]
+        return audio
+
+    def reset(self) -> None:
+        super().reset()
+        self._layout, self._layout_set = None, False
+        self.samples_out = 0

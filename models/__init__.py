@@ -1,0 +1,17 @@
+"""Model plugins shipped with codecstream: one sub-package per model family."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterator
+
+if TYPE_CHECKING:
+    from codecstream.registry import ModelSpec
+
+__all__ = ["builtin_specs"]
+
+
+def builtin_specs() -> Iterator["ModelSpec"]:
+    """Every built-in model spec (imports the families lazily)."""
+    from . import encodec
+
+    yield from encodec.SPECS

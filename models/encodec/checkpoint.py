@@ -1,0 +1,57 @@
+"""Reading EnCodec checkpoints: the official ``encodec_24khz-d7cc33bc.th`` state dict and the
+transformers layout (``config.json`` + ``model.safetensors`` or ``pytorch_model.bin``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from torch import Tensor
+
+from codecstream.errors import CheckpointMismatchError, WeightsUnavailableError
+from codecstream.weights import find_file, read_tensors, rename_keys
+
+from .config import EncodecConfig
+
+__all__ = ["read_encodec_checkpoint", "TRAINING_ONLY_KEYS"]
+
+# Buffers used only while training the code-books (k-means state and EMA statistics).
+TRAINING_ONLY_KEYS = (r"\.inited$", r"\.cluster_size$", r"\.embed_avg$")
+
+_OFFICIAL_RULES = [
+    (r"^(encoder|decoder)\.model\.", r"\1."),
+    (r"\.conv\.conv\.", "."),
+    (r"\.convtr\.convtr\.", "."),
+    (r"^quantizer\.vq\.layers\.(\d+)\._codebook\.", r"quantizer.layers.\1."),
+]
+_TRANSFORMERS_RULES = [
+    (r"^(encoder|decoder)\.layers\.", r"\1."),
+    (r"\.conv\.", "."),
+    (r"^quantizer\.layers\.(\d+)\.codebook\.", r"quantizer.layers.\1."),
+]
+
+
+def read_encodec_checkpoint(path: Path, default: EncodecConfig) -> tuple[EncodecConfig, dict[str, Tensor]]:
+    """``(config, state dict in this plugin's key names)`` from a file or directory."""
+    config = default
+    if path.is_dir():
+        config_file = path / "config.json"
+        if config_file.is_file():
+            config = EncodecConfig.from_transformers(json.loads(config_file.read_text()))
+        weights = find_file(path, ["model.safetensors", "pytorch_model.bin", "encodec_24khz*.th", "*.th", "*.safetensors"])
+        if weights is None:
+            raise WeightsUnavailableError(
+                f"{path} has no EnCodec weights (looked for model.safetensors, pytorch_model.bin, *.th)"
+            )
+        path = weights
+    state = read_tensors(path)
+    if "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = dict(state["state_dict"])
+    bad = [k for k, v in state.items() if not isinstance(v, Tensor)]
+    if bad:
+        raise CheckpointMismatchError(f"{path} is not an EnCodec state dict (non-tensor entries such as {bad[0]!r})")
+    if any(k.startswith(("encoder.model.", "decoder.model.")) for k in state):
+        state = rename_keys(state, _OFFICIAL_RULES)
+    elif any(k.startswith(("encoder.layers.", "decoder.layers.")) for k in state):
+        state = rename_keys(state, _TRANSFORMERS_RULES)
+    return config, state

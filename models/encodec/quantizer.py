@@ -1,0 +1,49 @@
+"""EnCodec's residual vector quantizer: nearest code-word by squared L2, level after level."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["ResidualVQ"]
+
+
+class Codebook(nn.Module):
+    def __init__(self, codebook_size: int, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("embed", torch.randn(codebook_size, dim))
+
+
+class ResidualVQ(nn.Module):
+    """``layers.i.embed``: ``[codebook_size, dim]`` code-words of level ``i``."""
+
+    def __init__(self, num_codebooks: int, codebook_size: int, dim: int) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(Codebook(codebook_size, dim) for _ in range(num_codebooks))
+
+    def encode(self, latents: Tensor, num_codebooks: int) -> Tensor:
+        """``[B, dim, T]`` latents → ``[B, num_codebooks, T]`` int64 codes."""
+        batch, dim, frames = latents.shape
+        residual = latents.transpose(1, 2).reshape(-1, dim)
+        codes = []
+        for layer in self.layers[:num_codebooks]:
+            embed = layer.embed
+            # The reference's expression, term for term, so float32 ties resolve the same way.
+            distance = -(
+                residual.pow(2).sum(1, keepdim=True)
+                - 2 * residual @ embed.t()
+                + embed.t().pow(2).sum(0, keepdim=True)
+            )
+            index = distance.max(dim=-1).indices
+            residual = residual - F.embedding(index, embed)
+            codes.append(index)
+        return torch.stack(codes, dim=0).view(num_codebooks, batch, frames).transpose(0, 1)
+
+    def decode(self, codes: Tensor) -> Tensor:
+        """``[B, K, T]`` codes → ``[B, dim, T]``: the sum of each level's code-words."""
+        out: Tensor | float = 0.0
+        for k in range(codes.shape[1]):
+            out = out + F.embedding(codes[:, k], self.layers[k].embed)
+        assert isinstance(out, Tensor)
+        return out.transpose(1, 2)
