@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-__all__ = ["encoder_latency", "decoder_latency"]
+__all__ = ["encoder_latency", "decoder_latency", "chain_startup_latency"]
 
 _HORIZON_FRAMES = 64  # frames examined after start-up; every model here is periodic well within it
 _SEARCH_LIMIT = 1 << 40
@@ -81,3 +81,11 @@ def decoder_latency(samples_after: Callable[[int], int], hop: int) -> tuple[int,
         if samples_after(g + 1) > samples_after(g)
     )
     return latency, startup
+
+
+def chain_startup_latency(
+    frames_after: Callable[[int], int], samples_after: Callable[[int], int], block: int
+) -> int:
+    """Input samples an encoder → decoder chain needs before its first output sample (the
+    two start-ups overlap, so this is not their sum)."""
+    return _first_input_releasing(lambda n: samples_after(frames_after(n - n % block)), 1)

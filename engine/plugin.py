@@ -185,6 +185,14 @@ class Codec(nn.Module):
     def empty_codes(self, batch_size: int, options: Any) -> Any:
         raise NotImplementedError
 
+    def num_frames(self, codes: Any) -> int:
+        """Frames of codes (of the finest level for multi-level codes)."""
+        return int(codes.shape[-1])
+
+    def slice_codes(self, codes: Any, start: int, end: int) -> Any:
+        """Frames ``start:end`` of ``codes`` (in units of ``num_frames``)."""
+        return codes[..., start:end]
+
     def concat_codes(self, parts: list[Any]) -> Any:
         """Join code chunks along time."""
         parts = [p for p in parts if p is not None]

@@ -42,6 +42,9 @@ class ModelSpec:
         hub_id: default Hugging Face repository for ``weights=None``.
         hub_patterns: files to fetch from the hub (glob patterns).
         ignore_keys: regexes of checkpoint keys that are training-only and may be dropped.
+        reference: for benchmarks, ``(model, audio, options) -> (package name, run)`` where
+            ``run()`` does the upstream package's offline encode+decode of ``audio`` with the
+            model's weights; raises ImportError when that package is not installed.
     """
 
     name: str
@@ -52,6 +55,7 @@ class ModelSpec:
     hub_id: str | None = None
     hub_patterns: tuple[str, ...] = ()
     ignore_keys: tuple[str, ...] = field(default=())
+    reference: Callable[[Codec, torch.Tensor, dict[str, Any]], tuple[str, Callable[[], torch.Tensor]]] | None = None
 
 
 def _builtin_specs() -> list[ModelSpec]:

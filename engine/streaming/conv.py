@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .kernels import GEMM_MAX_FRAMES, conv1d_gemm
 from .module import StreamContext, StreamingModule
 
 __all__ = ["StreamingConv1d", "PadMode"]
@@ -191,7 +192,10 @@ class StreamingConv1d(StreamingModule[ConvState]):
         n_out = (available - k_eff) // stride + 1 if available >= k_eff else 0
         if n_out:
             window = buffer[..., state.skip : state.skip + (n_out - 1) * stride + k_eff]
-            out = F.conv1d(window, self.weight, self.bias, stride, 0, self.dilation, self.groups)
+            if n_out <= GEMM_MAX_FRAMES and self.groups == 1:
+                out = conv1d_gemm(window, self.weight, self.bias, stride, self.dilation, n_out)
+            else:
+                out = F.conv1d(window, self.weight, self.bias, stride, 0, self.dilation, self.groups)
         else:
             out = self._empty(buffer)
         next_start = state.skip + n_out * stride

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .kernels import GEMM_MAX_FRAMES, conv_transpose1d_gemm
 from .module import StreamContext, StreamingModule
 
 __all__ = ["StreamingConvTranspose1d"]
@@ -95,7 +96,10 @@ class StreamingConvTranspose1d(StreamingModule[ConvTransposeState]):
         if n == 0:
             return x.new_zeros(x.shape[0], self.out_channels, 0)
         state.seen += n
-        y = F.conv_transpose1d(x, self.weight, None, self.stride, groups=self.groups)
+        if n <= GEMM_MAX_FRAMES and self.groups == 1:
+            y = conv_transpose1d_gemm(x, self.weight, self.stride)
+        else:
+            y = F.conv_transpose1d(x, self.weight, None, self.stride, groups=self.groups)
         final = n * self.stride
         if y.shape[-1] < final + self._overlap:  # kernel shorter than stride: gaps are zeros
             y = F.pad(y, (0, final + self._overlap - y.shape[-1]))

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from .kernels import GEMM_MAX_FRAMES, lstm_gemm
 from .module import StreamContext, StreamingModule
 
 __all__ = ["StreamingLSTM"]
@@ -36,11 +37,15 @@ class StreamingLSTM(StreamingModule[LSTMState]):
             return x
         state = ctx.get(self)
         sequence = x.permute(2, 0, 1)  # [T, B, C], the layout nn.LSTM is fastest with
+        previous = None if state is None else (state.hidden, state.cell)
+        if sequence.shape[0] <= GEMM_MAX_FRAMES:
+            y, hidden, cell = lstm_gemm(self.lstm, sequence, *(previous or (None, None)))
+        else:
+            y, (hidden, cell) = self.lstm(sequence, previous)
         if state is None:
-            y, (hidden, cell) = self.lstm(sequence)
             ctx.set(self, LSTMState(hidden, cell))
         else:
-            y, (state.hidden, state.cell) = self.lstm(sequence, (state.hidden, state.cell))
+            state.hidden, state.cell = hidden, cell
         if self.skip:
             y = y + sequence
         return y.permute(1, 2, 0)

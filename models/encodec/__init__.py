@@ -10,6 +10,7 @@ from codecstream.registry import ModelSpec
 from .checkpoint import TRAINING_ONLY_KEYS, read_encodec_checkpoint
 from .codec import EncodecCodec
 from .config import ENCODEC_24KHZ, EncodecConfig
+from .reference import reference_roundtrip
 
 __all__ = ["EncodecCodec", "EncodecConfig", "ENCODEC_24KHZ", "SPECS"]
 
@@ -38,5 +39,6 @@ SPECS = [
         hub_id="facebook/encodec_24khz",
         hub_patterns=("config.json", "model.safetensors"),
         ignore_keys=TRAINING_ONLY_KEYS,
+        reference=reference_roundtrip,
     ),
 ]

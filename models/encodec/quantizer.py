@@ -13,6 +13,16 @@ class Codebook(nn.Module):
     def __init__(self, codebook_size: int, dim: int) -> None:
         super().__init__()
         self.register_buffer("embed", torch.randn(codebook_size, dim))
+        self._cache: tuple[tuple[int, int, torch.dtype], Tensor, Tensor] | None = None
+
+    def transposed(self) -> tuple[Tensor, Tensor]:
+        """``(embed.t(), |embed|² as [1, codebook_size])``, recomputed only when ``embed`` changes."""
+        embed = self.embed
+        key = (embed.data_ptr(), embed._version, embed.dtype)
+        if self._cache is None or self._cache[0] != key:
+            embed_t = embed.t()
+            self._cache = (key, embed_t, embed_t.pow(2).sum(0, keepdim=True))
+        return self._cache[1], self._cache[2]
 
 
 class ResidualVQ(nn.Module):
@@ -28,15 +38,11 @@ class ResidualVQ(nn.Module):
         residual = latents.transpose(1, 2).reshape(-1, dim)
         codes = []
         for layer in self.layers[:num_codebooks]:
-            embed = layer.embed
+            embed_t, embed_norms = layer.transposed()
             # The reference's expression, term for term, so float32 ties resolve the same way.
-            distance = -(
-                residual.pow(2).sum(1, keepdim=True)
-                - 2 * residual @ embed.t()
-                + embed.t().pow(2).sum(0, keepdim=True)
-            )
+            distance = -(residual.pow(2).sum(1, keepdim=True) - 2 * residual @ embed_t + embed_norms)
             index = distance.max(dim=-1).indices
-            residual = residual - F.embedding(index, embed)
+            residual = residual - F.embedding(index, layer.embed)
             codes.append(index)
         return torch.stack(codes, dim=0).view(num_codebooks, batch, frames).transpose(0, 1)
 

@@ -1,0 +1,211 @@
+"""``codecstream bench``: offline and streaming speed of a model, measured in one run.
+
+Every figure that is compared is measured in the same process on the same signal: our
+offline encode+decode, our streaming encode+decode at several chunk sizes (total real-time
+factor and per-chunk compute p50/p99), and, where the model's reference package is
+installed, its offline encode+decode. Machines are noisy, so read the ratios, not the seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from .latency import chain_startup_latency
+from .registry import get_spec, load
+
+__all__ = ["run_benchmark", "BenchResult", "test_signal"]
+
+
+def test_signal(seconds: float, sample_rate: int, channels: int, *, seed: int = 0) -> torch.Tensor:
+    """A deterministic speech-like test signal ``[1, channels, T]``: gliding harmonics in
+    syllable-rate bursts plus a little noise, peak about 0.5."""
+    generator = torch.Generator().manual_seed(seed)
+    n = int(round(seconds * sample_rate))
+    t = torch.arange(n, dtype=torch.float64) / sample_rate
+    pitch = 140 + 30 * torch.sin(2 * math.pi * 0.7 * t)
+    phase = 2 * math.pi * torch.cumsum(pitch, 0) / sample_rate
+    voice = sum(torch.sin(k * phase) / k for k in range(1, 12))
+    envelope = 0.5 * (1 + torch.sin(2 * math.pi * 3.1 * t)).clamp(min=0) ** 2
+    noise = 0.02 * torch.randn(n, generator=generator, dtype=torch.float64)
+    mono = 0.3 * envelope * voice / 2.5 + noise
+    return mono.to(torch.float32).expand(1, channels, n).contiguous()
+
+
+@dataclass
+class StreamingFigures:
+    chunk_ms: float
+    chunks: int
+    total_s: float
+    rtf: float
+    chunk_p50_ms: float
+    chunk_p99_ms: float
+    chunk_max_ms: float
+    over_offline: float  # streaming compute / offline compute, same signal
+
+
+@dataclass
+class BenchResult:
+    model: str
+    weights: str
+    device: str
+    dtype: str
+    torch_threads: int
+    machine: str
+    seconds: float
+    sample_rate: int
+    options: dict[str, Any]
+    latency: dict[str, float]
+    offline: dict[str, float]
+    streaming: list[StreamingFigures] = field(default_factory=list)
+    reference: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def write_json(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    def print(self) -> None:
+        print(f"model {self.model} ({self.weights}), {self.device} {self.dtype}, {self.torch_threads} threads, {self.machine}")
+        print(f"signal {self.seconds:.1f} s at {self.sample_rate} Hz, options {self.options or '-'}")
+        print(
+            f"latency: encoder {self.latency['encoder_ms']:.1f} ms, decoder {self.latency['decoder_ms']:.1f} ms, "
+            f"first output {self.latency['startup_ms']:.1f} ms"
+        )
+        off = self.offline
+        print(
+            f"offline: encode {off['encode_s']:.3f} s, decode {off['decode_s']:.3f} s, "
+            f"roundtrip {off['roundtrip_s']:.3f} s (RTF {off['rtf']:.3f})"
+        )
+        print(f"{'chunk':>8} {'chunks':>7} {'RTF':>7} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'x offline':>10}")
+        for s in self.streaming:
+            print(
+                f"{s.chunk_ms:>6.0f}ms {s.chunks:>7d} {s.rtf:>7.3f} {s.chunk_p50_ms:>8.2f} "
+                f"{s.chunk_p99_ms:>8.2f} {s.chunk_max_ms:>8.2f} {s.over_offline:>10.2f}"
+            )
+        ref = self.reference
+        if "roundtrip_s" in ref:
+            print(
+                f"reference {ref['package']}: roundtrip {ref['roundtrip_s']:.3f} s (RTF {ref['rtf']:.3f}); "
+                f"ours/reference {ref['ours_over_reference']:.2f}; max |ours - reference| {ref['max_abs_diff']:.2e}"
+            )
+        elif ref:
+            print(f"reference: {ref.get('skipped')}")
+
+
+def _median_time(run: Callable[[], Any], repeats: int) -> tuple[float, Any]:
+    run()  # warm-up: allocator, caches, lazy init
+    times, result = [], None
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        result = run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))
+    return ordered[index]
+
+
+def run_benchmark(
+    name: str,
+    *,
+    weights: str | None = "random",
+    seconds: float = 10.0,
+    chunk_ms: Sequence[float] = (10.0, 20.0, 40.0, 80.0),
+    bandwidth: float | None = None,
+    repeats: int = 3,
+    reference: bool = True,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> BenchResult:
+    model = load(name, weights, device=device, dtype=dtype)
+    options = {} if bandwidth is None else {"bandwidth": bandwidth}
+    audio = test_signal(seconds, model.sample_rate, model.channels).to(device=device, dtype=dtype)
+
+    with torch.inference_mode():
+        encode_s, codes = _median_time(lambda: model.encode(audio, **options), repeats)
+        decode_s, decoded = _median_time(lambda: model.decode(codes), repeats)
+    roundtrip_s = encode_s + decode_s
+
+    encoder_probe, decoder_probe = model.encoder_stream(1, **options), model.decoder_stream(1)
+    result = BenchResult(
+        model=name,
+        weights=str(weights),
+        device=str(device),
+        dtype=str(dtype).replace("torch.", ""),
+        torch_threads=torch.get_num_threads(),
+        machine=f"{platform.machine()} {platform.processor() or platform.system()}".strip(),
+        seconds=seconds,
+        sample_rate=model.sample_rate,
+        options=options,
+        latency={
+            "encoder_samples": encoder_probe.latency,
+            "decoder_samples": decoder_probe.latency,
+            "encoder_ms": encoder_probe.latency_ms,
+            "decoder_ms": decoder_probe.latency_ms,
+            "startup_ms": 1000
+            * chain_startup_latency(model.encoder_frames, model.decoder_samples, model.encoder_block)
+            / model.sample_rate,
+        },
+        offline={"encode_s": encode_s, "decode_s": decode_s, "roundtrip_s": roundtrip_s, "rtf": roundtrip_s / seconds},
+    )
+
+    for ms in chunk_ms:
+        chunk = max(1, round(ms * model.sample_rate / 1000))
+        encoder, decoder = model.encoder_stream(1, **options), model.decoder_stream(1)
+        per_chunk: list[float] = []
+        for start in range(0, audio.shape[-1], chunk):
+            began = time.perf_counter()
+            decoder.push(encoder.push(audio[..., start : start + chunk]))
+            per_chunk.append(time.perf_counter() - began)
+        began = time.perf_counter()
+        decoder.push(encoder.flush())
+        decoder.flush()
+        total = sum(per_chunk) + time.perf_counter() - began
+        result.streaming.append(
+            StreamingFigures(
+                chunk_ms=ms,
+                chunks=len(per_chunk),
+                total_s=total,
+                rtf=total / seconds,
+                chunk_p50_ms=1000 * statistics.median(per_chunk),
+                chunk_p99_ms=1000 * _percentile(per_chunk, 99),
+                chunk_max_ms=1000 * max(per_chunk),
+                over_offline=total / roundtrip_s,
+            )
+        )
+
+    if reference:
+        spec = get_spec(name)
+        if spec.reference is None:
+            result.reference = {"skipped": f"no reference implementation is wired for {name}"}
+        else:
+            try:
+                package, run = spec.reference(model, audio, options)
+            except ImportError as exc:
+                result.reference = {"skipped": f"reference package not installed ({exc})"}
+            else:
+                with torch.inference_mode():
+                    ref_s, ref_out = _median_time(run, repeats)
+                n = min(ref_out.shape[-1], decoded.shape[-1])
+                result.reference = {
+                    "package": package,
+                    "roundtrip_s": ref_s,
+                    "rtf": ref_s / seconds,
+                    "ours_over_reference": roundtrip_s / ref_s,
+                    "max_abs_diff": float((ref_out[..., :n].to(decoded) - decoded[..., :n]).abs().max()),
+                }
+    return result

@@ -1,0 +1,276 @@
+"""The ``codecstream`` command line.
+
+    codecstream list
+    codecstream encode IN.wav OUT.codes --model encodec-24khz --bandwidth 6
+    codecstream decode IN.codes OUT.wav
+    codecstream roundtrip IN.wav OUT.wav --model encodec-24khz --chunk-ms 20
+    codecstream bench --model encodec-24khz --weights random
+
+Files are processed through the same streams a live application uses, ``--chunk-ms`` at a
+time; the output is identical whatever the chunk size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+
+from .errors import CodecStreamError
+
+__all__ = ["main", "build_parser"]
+
+
+class Progress:
+    """A one-line progress bar on stderr, shown for long inputs (or when forced)."""
+
+    def __init__(self, total_seconds: float, *, enabled: bool) -> None:
+        self.total = max(total_seconds, 1e-9)
+        self.enabled = enabled
+        self._last_draw = 0.0
+
+    def update(self, done_seconds: float, *, final: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if not final and now - self._last_draw < 0.1:
+            return
+        self._last_draw = now
+        fraction = min(done_seconds / self.total, 1.0)
+        filled = int(30 * fraction)
+        bar = "#" * filled + "." * (30 - filled)
+        sys.stderr.write(f"\r[{bar}] {100 * fraction:5.1f}%  {done_seconds:7.1f}/{self.total:.1f} s")
+        if final:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def _chunks(length: int, size: int) -> Iterator[tuple[int, int]]:
+    for start in range(0, length, size):
+        yield start, min(start + size, length)
+
+
+def _add_model_options(parser: argparse.ArgumentParser, *, model_required: bool = False) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", required=model_required, help="registered model name (see `codecstream list`)")
+    group.add_argument(
+        "--weights",
+        default=None,
+        help="checkpoint file or directory, a hub id, or 'random' (default: the published weights)",
+    )
+    group.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    group.add_argument("--float64", action="store_true", help="run in float64 instead of float32")
+
+
+def _add_stream_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("streaming")
+    group.add_argument("--chunk-ms", type=float, default=1000.0, help="push size in milliseconds (default: 1000)")
+    group.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="show a progress bar (default: on a terminal for inputs over 10 s)")
+
+
+def _add_input_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("input audio")
+    group.add_argument("--resample", action="store_true", help="resample the file to the model rate (soxr)")
+    group.add_argument("--mix", action="store_true", help="down-mix or duplicate channels to fit the model")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="codecstream", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("list", help="list the available models")
+
+    encode = sub.add_parser("encode", help="audio file -> codes file")
+    encode.add_argument("input", type=Path)
+    encode.add_argument("output", type=Path)
+    _add_model_options(encode, model_required=True)
+    encode.add_argument("--bandwidth", type=float, default=None, help="kbps, for models that offer several")
+    _add_stream_options(encode)
+    _add_input_options(encode)
+
+    decode = sub.add_parser("decode", help="codes file -> audio file")
+    decode.add_argument("input", type=Path)
+    decode.add_argument("output", type=Path)
+    _add_model_options(decode)
+    _add_stream_options(decode)
+
+    roundtrip = sub.add_parser("roundtrip", help="audio file -> codes -> audio file, streamed")
+    roundtrip.add_argument("input", type=Path)
+    roundtrip.add_argument("output", type=Path)
+    _add_model_options(roundtrip, model_required=True)
+    roundtrip.add_argument("--bandwidth", type=float, default=None, help="kbps, for models that offer several")
+    _add_stream_options(roundtrip)
+    _add_input_options(roundtrip)
+
+    bench = sub.add_parser("bench", help="measure offline and streaming speed (and the reference package's)")
+    _add_model_options(bench, model_required=True)
+    bench.add_argument("--bandwidth", type=float, default=None, help="kbps, for models that offer several")
+    bench.add_argument("--seconds", type=float, default=10.0, help="length of the test signal (default: 10)")
+    bench.add_argument("--chunk-ms", type=float, nargs="+", default=[10.0, 20.0, 40.0, 80.0], help="streaming chunk sizes")
+    bench.add_argument("--repeats", type=int, default=3, help="offline runs to take the median of (default: 3)")
+    bench.add_argument("--json", type=Path, default=Path("bench-results") / "bench.json", help="where to write the results")
+    bench.add_argument("--no-reference", action="store_true", help="skip the reference package")
+    return parser
+
+
+def _load(args: argparse.Namespace, name: str) -> Any:
+    from .registry import load
+
+    dtype = torch.float64 if args.float64 else torch.float32
+    return load(name, args.weights, device=args.device, dtype=dtype)
+
+
+def _encode_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {} if args.bandwidth is None else {"bandwidth": args.bandwidth}
+
+
+def _read_input(args: argparse.Namespace, model: Any) -> torch.Tensor:
+    from .io.wav import conform_audio, read_audio
+
+    audio, rate = read_audio(args.input)
+    return conform_audio(
+        audio, rate, target_rate=model.sample_rate, target_channels=model.channels, resample=args.resample, mix=args.mix
+    )
+
+
+def _progress(args: argparse.Namespace, seconds: float) -> Progress:
+    enabled = args.progress if args.progress is not None else (sys.stderr.isatty() and seconds > 10)
+    return Progress(seconds, enabled=enabled)
+
+
+def _stream_encode(model: Any, audio: torch.Tensor, args: argparse.Namespace, on_codes: Callable[[Any], None]) -> Any:
+    """Push ``audio`` through an encoder stream ``--chunk-ms`` at a time; return the stream."""
+    chunk = max(1, round(args.chunk_ms * model.sample_rate / 1000))
+    progress = _progress(args, audio.shape[-1] / model.sample_rate)
+    stream = model.encoder_stream(1, **_encode_options(args))
+    for start, end in _chunks(audio.shape[-1], chunk):
+        on_codes(stream.push(audio[..., start:end]))
+        progress.update(end / model.sample_rate)
+    on_codes(stream.flush())
+    progress.update(audio.shape[-1] / model.sample_rate, final=True)
+    return stream
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from .registry import get_spec, list_models
+
+    for name in list_models():
+        print(f"{name:24s} {get_spec(name).summary}")
+    return 0
+
+
+def _cmd_encode(args: argparse.Namespace) -> int:
+    from .codes_file import CodesFile, write_codes
+
+    model = _load(args, args.model)
+    audio = _read_input(args, model)
+    parts: list[Any] = []
+    _stream_encode(model, audio, args, parts.append)
+    codes = model.concat_codes(parts)
+    levels = list(codes) if isinstance(codes, (list, tuple)) else [codes]
+    write_codes(
+        args.output,
+        CodesFile(
+            model=model.name,
+            sample_rate=model.sample_rate,
+            channels=model.channels,
+            hop_length=model.hop_length,
+            num_samples=audio.shape[-1],
+            levels=levels,
+            bandwidth_kbps=args.bandwidth,
+        ),
+    )
+    frames = levels[-1].shape[-1]
+    print(f"{args.input} -> {args.output}: {frames} frames, {sum(l.shape[1] for l in levels)} code-book(s), model {model.name}")
+    return 0
+
+
+def _cmd_decode(args: argparse.Namespace) -> int:
+    from .codes_file import read_codes
+    from .io.wav import write_audio
+
+    file = read_codes(args.input)
+    name = args.model or file.model
+    if name != file.model:
+        raise CodecStreamError(f"{args.input} holds {file.model} codes; it cannot be decoded with {name}")
+    model = _load(args, name)
+    stream = model.decoder_stream(1)
+    codes = file.codes
+    frames = model.num_frames(codes)
+    frames_per_chunk = max(1, round(args.chunk_ms / 1000 * model.frame_rate))
+    progress = _progress(args, file.num_samples / model.sample_rate)
+    parts = []
+    for start, end in _chunks(frames, frames_per_chunk):
+        parts.append(stream.push(model.slice_codes(codes, start, end)))
+        progress.update(min(end * model.hop_length, file.num_samples) / model.sample_rate)
+    parts.append(stream.flush())
+    progress.update(file.num_samples / model.sample_rate, final=True)
+    audio = torch.cat(parts, dim=-1)[..., : file.num_samples]
+    write_audio(args.output, audio, model.sample_rate)
+    print(f"{args.input} -> {args.output}: {audio.shape[-1] / model.sample_rate:.2f} s at {model.sample_rate} Hz")
+    return 0
+
+
+def _cmd_roundtrip(args: argparse.Namespace) -> int:
+    from .io.wav import write_audio
+
+    model = _load(args, args.model)
+    audio = _read_input(args, model)
+    decoder = model.decoder_stream(1)
+    parts: list[torch.Tensor] = []
+    encoder = _stream_encode(model, audio, args, lambda codes: parts.append(decoder.push(codes)))
+    parts.append(decoder.flush())
+    out = torch.cat(parts, dim=-1)[..., : audio.shape[-1]]
+    write_audio(args.output, out, model.sample_rate)
+    print(
+        f"{args.input} -> {args.output}: {out.shape[-1] / model.sample_rate:.2f} s, model {model.name}, "
+        f"algorithmic latency {encoder.latency_ms + decoder.latency_ms:.1f} ms"
+    )
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_benchmark
+
+    result = run_benchmark(
+        args.model,
+        weights=args.weights,
+        seconds=args.seconds,
+        chunk_ms=args.chunk_ms,
+        bandwidth=args.bandwidth,
+        repeats=args.repeats,
+        reference=not args.no_reference,
+        device=args.device,
+        dtype=torch.float64 if args.float64 else torch.float32,
+    )
+    result.print()
+    result.write_json(args.json)
+    print(f"results written to {args.json}")
+    return 0
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "list": _cmd_list,
+    "encode": _cmd_encode,
+    "decode": _cmd_decode,
+    "roundtrip": _cmd_roundtrip,
+    "bench": _cmd_bench,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except CodecStreamError as exc:
+        parser.exit(2, f"codecstream {args.command}: error: {type(exc).__name__}: {exc}\n")
+    except (FileNotFoundError, IsADirectoryError) as exc:
+        parser.exit(2, f"codecstream {args.command}: error: {exc}\n")
+    except KeyboardInterrupt:
+        parser.exit(130, "interrupted\n")
+    return 0
