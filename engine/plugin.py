@@ -8,6 +8,7 @@ written once, here and in :mod:`codecstream.streams`, so every model behaves the
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Hashable
 
@@ -116,12 +117,14 @@ class Codec(nn.Module):
 
         if not self.has_encoder:
             raise OptionError(f"{self.name} has no encoder")
+        _check_options(self.encoder_options, options, f"{self.name} encoder")
         return EncoderStream(self, batch_size, sample_rate=sample_rate, options=self.encoder_options(**options))
 
     def decoder_stream(self, batch_size: int = 1, **options: Any) -> "DecoderStream":
         """A stream that turns codes pushed in chunks of any number of frames into audio."""
         from .streams import DecoderStream
 
+        _check_options(self.decoder_options, options, f"{self.name} decoder")
         return DecoderStream(self, batch_size, options=self.decoder_options(**options))
 
     # -- plugin hooks: encoder side -----------------------------------------------------
@@ -205,3 +208,15 @@ class Codec(nn.Module):
 def audio_batch_size(audio: Any) -> int:
     shape = getattr(audio, "shape", None)
     return int(shape[0]) if shape is not None and len(shape) == 3 else 1
+
+
+def _check_options(parser: Any, options: dict[str, Any], what: str) -> None:
+    """Turn an unknown keyword into OptionError naming the options that exist."""
+    signature = inspect.signature(parser)
+    try:
+        signature.bind(**options)
+    except TypeError:
+        accepted = [p.name for p in signature.parameters.values() if p.kind is p.KEYWORD_ONLY]
+        raise OptionError(
+            f"{what} got unknown option(s) {sorted(options)}; it accepts {accepted or 'none'}"
+        ) from None

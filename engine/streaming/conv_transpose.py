@@ -28,7 +28,7 @@ __all__ = ["StreamingConvTranspose1d"]
 
 @dataclass
 class ConvTransposeState:
-    tail: Tensor  # [B, C_out, max(k - s, 0)] partial sums, bias excluded
+    tail: Tensor  # [B, C_out, k - s] partial sums, bias excluded
     to_trim: int  # start samples still to drop
     seen: int  # input frames received
 
@@ -57,7 +57,9 @@ class StreamingConvTranspose1d(StreamingModule[ConvTransposeState]):
         trim: tuple[int, int] = (0, 0),
     ) -> None:
         super().__init__()
-        overlap = max(kernel_size - stride, 0)
+        if kernel_size < stride:
+            raise ValueError(f"kernel_size {kernel_size} < stride {stride}: output would have gaps")
+        overlap = kernel_size - stride
         if trim[1] > overlap:
             raise ValueError(
                 f"end trim {trim[1]} exceeds kernel_size - stride = {overlap}: not streamable"
@@ -101,8 +103,6 @@ class StreamingConvTranspose1d(StreamingModule[ConvTransposeState]):
         else:
             y = F.conv_transpose1d(x, self.weight, None, self.stride, groups=self.groups)
         final = n * self.stride
-        if y.shape[-1] < final + self._overlap:  # kernel shorter than stride: gaps are zeros
-            y = F.pad(y, (0, final + self._overlap - y.shape[-1]))
         if self._overlap:
             y[..., : self._overlap] += state.tail
             state.tail = y[..., final:]

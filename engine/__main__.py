@@ -1,0 +1,8 @@
+"""``python -m codecstream``: the same as the ``codecstream`` command."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
