@@ -108,7 +108,7 @@ class StreamingConvTranspose1d(StreamingModule[ConvTransposeState]):
             state.tail = y[..., final:]
         out = y[..., :final]
         if self.bias is not None:
-            out = out + self.bias[:, None]
+            out.add_(self.bias[:, None])  # y is ours and the tail is a disjoint view
         return self._trim_start(out, state)
 
     def flush(self, ctx: StreamContext) -> Tensor | None:
