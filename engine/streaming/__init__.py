@@ -4,12 +4,14 @@ See :mod:`codecstream.streaming.module` for the contract every layer keeps.
 """
 
 from .containers import Residual, StreamingSequential
-from .conv import PadMode, StreamingConv1d
+from .framing import FramedModule, PadMode
+from .conv import StreamingConv1d
 from .conv_transpose import StreamingConvTranspose1d
 from .module import StreamContext, StreamingModule, cat_time
 from .recurrent import StreamingLSTM
 
 __all__ = [
+    "FramedModule",
     "PadMode",
     "Residual",
     "StreamContext",

@@ -1,0 +1,193 @@
+"""Sliding windows over a stream: the buffering shared by convolutions and the STFT.
+
+A :class:`FramedModule` computes one output frame per window of ``window`` input frames,
+moved by ``stride``, over the input padded offline-style: ``padding[0]`` frames on the left and
+``padding[1]`` (plus, with ``pad_to_stride``, enough to complete the last stride as EnCodec's
+``SConv1d`` does) on the right, in one of three modes:
+
+- ``"zeros"``: zero padding (Vocos, HiFi-GAN, DAC, SNAC);
+- ``"reflect"``: mirror the signal at its edges (EnCodec, the STFT with ``center=True``). The
+  left mirror reads frames ``1..left`` of the *future* input, so the first output waits for
+  ``left + 1`` frames;
+- ``"replicate"``: repeat the edge frame (Mimi's down-sampler).
+
+Streaming keeps the frames that future windows still need (``window - stride`` of them, plus
+the last few raw frames when the right edge is mirrored) and computes every complete window.
+A window with all padding on the left has no lookahead; a centred one lags by its right pad.
+Subclasses implement :meth:`FramedModule._compute`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .module import StreamContext, StreamingModule
+
+__all__ = ["FramedModule", "PadMode"]
+
+PadMode = Literal["zeros", "reflect", "replicate"]
+
+
+@dataclass
+class FrameState:
+    buffer: Tensor  # [B, C_in, n] padded-stream frames still needed
+    skip: int  # leading frames of `buffer` kept only as right-edge history
+    seen: int  # raw input frames received so far
+    started: bool  # whether the left padding has been applied
+
+
+class FramedModule(StreamingModule[FrameState]):
+    """Base of layers that compute one output frame per padded input window.
+
+    Args:
+        window: input frames per output frame (a conv's effective kernel ``(k - 1)·d + 1``).
+        stride: input frames between consecutive windows.
+        padding: ``(left, right)`` frames of padding the offline model adds.
+        pad_mode: how padding frames are filled (see the module docstring).
+        pad_to_stride: also pad the right edge up to a whole stride (EnCodec), so the output has
+            ``ceil`` rather than ``floor`` frames.
+        out_channels: channels of the output (for empty outputs).
+    """
+
+    def __init__(
+        self,
+        *,
+        window: int,
+        stride: int,
+        padding: tuple[int, int],
+        pad_mode: PadMode,
+        pad_to_stride: bool,
+        out_channels: int,
+    ) -> None:
+        super().__init__()
+        if pad_mode not in ("zeros", "reflect", "replicate"):
+            raise ValueError(f"pad_mode must be zeros, reflect or replicate, got {pad_mode!r}")
+        self.window = window
+        self.stride = stride
+        self.padding = (int(padding[0]), int(padding[1]))
+        self.pad_mode: PadMode = pad_mode
+        self.pad_to_stride = pad_to_stride
+        self.out_channels = out_channels
+        left, right = self.padding
+        max_right = right + (stride - 1 if pad_to_stride else 0)
+        # Raw frames needed before the left edge can be padded exactly as offline does.
+        if pad_mode == "zeros":
+            self._frames_to_start = 0
+        elif pad_mode == "replicate":
+            self._frames_to_start = 1 if left or max_right else 0
+        else:  # reflect; a shorter stream is padded at flush with EnCodec's short-input rule
+            max_pad = max(left, max_right)
+            self._frames_to_start = max_pad + 1 if max_pad else 0
+        # Raw frames kept at the end of the buffer so the right edge can be mirrored at flush.
+        self._history = 0 if pad_mode == "zeros" else max_right + 1
+
+    def _compute(self, windows: Tensor, n_out: int) -> Tensor:
+        """``n_out`` output frames from ``windows`` ``[B, C, (n_out - 1)·stride + window]``."""
+        raise NotImplementedError
+
+    # -- streaming ----------------------------------------------------------------------
+    def _new_state(self, x: Tensor) -> FrameState:
+        left = self.padding[0]
+        if self._frames_to_start == 0:
+            buffer = x.new_zeros(x.shape[0], x.shape[1], left)
+            return FrameState(buffer=buffer, skip=0, seen=0, started=True)
+        return FrameState(buffer=x[..., :0], skip=0, seen=0, started=False)
+
+    def step(self, x: Tensor, ctx: StreamContext) -> Tensor:
+        state = ctx.get(self)
+        if state is None:
+            state = self._new_state(x)
+            ctx.set(self, state)
+        if x.shape[-1]:
+            state.buffer = torch.cat([state.buffer, x], dim=-1) if state.buffer.shape[-1] else x
+            state.seen += x.shape[-1]
+        if not state.started:
+            if state.seen < self._frames_to_start:
+                return self._empty(x)
+            state.buffer = self._pad_left(state.buffer)
+            state.started = True
+        return self._emit(state)
+
+    def flush(self, ctx: StreamContext) -> Tensor | None:
+        state = ctx.get(self)
+        if state is None or state.seen == 0:
+            return None
+        left, right = self.padding
+        if self.pad_to_stride:
+            right += (-(left + state.seen + right - self.window)) % self.stride
+        if not state.started:
+            # The whole (short) stream is still buffered: pad it exactly as offline does.
+            state.buffer = _pad_offline(state.buffer, left, right, self.pad_mode)
+            state.skip = 0
+            state.started = True
+        elif right:
+            state.buffer = torch.cat([state.buffer, self._right_edge(state.buffer, right)], dim=-1)
+        out = self._emit(state)
+        return out if out.shape[-1] else None
+
+    def output_count(self, n_in: int) -> int:
+        if n_in < self._frames_to_start:
+            return 0
+        available = self.padding[0] + n_in
+        if available < self.window:
+            return 0
+        return (available - self.window) // self.stride + 1
+
+    # -- internals ----------------------------------------------------------------------
+    def _empty(self, x: Tensor) -> Tensor:
+        return x.new_zeros(x.shape[0], self.out_channels, 0)
+
+    def _pad_left(self, buffer: Tensor) -> Tensor:
+        left = self.padding[0]
+        if left == 0:
+            return buffer
+        if self.pad_mode == "reflect":
+            edge = buffer[..., 1 : left + 1].flip(-1)
+        elif self.pad_mode == "replicate":
+            edge = buffer[..., :1].expand(-1, -1, left)
+        else:
+            edge = buffer.new_zeros(buffer.shape[0], buffer.shape[1], left)
+        return torch.cat([edge, buffer], dim=-1)
+
+    def _right_edge(self, buffer: Tensor, right: int) -> Tensor:
+        if self.pad_mode == "reflect":
+            return buffer[..., -right - 1 : -1].flip(-1)
+        if self.pad_mode == "replicate":
+            return buffer[..., -1:].expand(-1, -1, right)
+        return buffer.new_zeros(buffer.shape[0], buffer.shape[1], right)
+
+    def _emit(self, state: FrameState) -> Tensor:
+        buffer = state.buffer
+        window, stride = self.window, self.stride
+        available = buffer.shape[-1] - state.skip
+        n_out = (available - window) // stride + 1 if available >= window else 0
+        if n_out:
+            out = self._compute(buffer[..., state.skip : state.skip + (n_out - 1) * stride + window], n_out)
+        else:
+            out = self._empty(buffer)
+        next_start = state.skip + n_out * stride
+        keep_from = min(next_start, max(0, buffer.shape[-1] - self._history))
+        state.buffer = buffer[..., keep_from:]
+        state.skip = next_start - keep_from
+        return out
+
+
+def _pad_offline(x: Tensor, left: int, right: int, mode: PadMode) -> Tensor:
+    """Pad ``x`` [B, C, T] as the offline models do, including EnCodec's short-input reflect rule
+    (zero-extend the right first when the input is no longer than the padding)."""
+    if mode == "zeros":
+        return F.pad(x, (left, right))
+    if mode == "replicate":
+        return F.pad(x, (left, right), mode="replicate")
+    length = x.shape[-1]
+    max_pad = max(left, right)
+    extra = max_pad - length + 1 if length <= max_pad else 0
+    if extra:
+        x = F.pad(x, (0, extra))
+    padded = F.pad(x, (left, right), mode="reflect")
+    return padded[..., : padded.shape[-1] - extra]
