@@ -65,7 +65,8 @@ class BenchResult:
     options: dict[str, Any]
     latency: dict[str, float]
     offline: dict[str, float]
-    streaming: list[StreamingFigures] = field(default_factory=list)
+    streaming: list[StreamingFigures] = field(default_factory=list)  # encoder -> decoder
+    streaming_decode: list[StreamingFigures] = field(default_factory=list)  # decoder alone
     reference: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -87,18 +88,23 @@ class BenchResult:
             f"offline: encode {off['encode_s']:.3f} s, decode {off['decode_s']:.3f} s, "
             f"roundtrip {off['roundtrip_s']:.3f} s (RTF {off['rtf']:.3f})"
         )
-        print(f"{'chunk':>8} {'chunks':>7} {'RTF':>7} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'x offline':>10}")
-        for s in self.streaming:
-            print(
-                f"{s.chunk_ms:>6.0f}ms {s.chunks:>7d} {s.rtf:>7.3f} {s.chunk_p50_ms:>8.2f} "
-                f"{s.chunk_p99_ms:>8.2f} {s.chunk_max_ms:>8.2f} {s.over_offline:>10.2f}"
-            )
+        for title, rows in (("streaming encode->decode", self.streaming), ("streaming decode", self.streaming_decode)):
+            print(f"{title}:")
+            print(f"{'chunk':>8} {'chunks':>7} {'RTF':>7} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'x offline':>10}")
+            for s in rows:
+                print(
+                    f"{s.chunk_ms:>6.0f}ms {s.chunks:>7d} {s.rtf:>7.3f} {s.chunk_p50_ms:>8.2f} "
+                    f"{s.chunk_p99_ms:>8.2f} {s.chunk_max_ms:>8.2f} {s.over_offline:>10.2f}"
+                )
         ref = self.reference
         if "roundtrip_s" in ref:
             print(
-                f"reference {ref['package']}: roundtrip {ref['roundtrip_s']:.3f} s (RTF {ref['rtf']:.3f}); "
-                f"ours/reference {ref['ours_over_reference']:.2f}; max |ours - reference| {ref['max_abs_diff']:.2e}"
+                f"reference {ref['package']}: roundtrip {ref['roundtrip_s']:.3f} s, decode {ref['decode_s']:.3f} s; "
+                f"ours/reference offline {ref['ours_over_reference']:.2f} (decode {ref['ours_decode_over_reference']:.2f}); "
+                f"max |ours - reference| {ref['max_abs_diff']:.2e}"
             )
+            if "stream_decode_20ms_over_reference_decode" in ref:
+                print(f"our streaming decode at 20 ms / reference offline decode: {ref['stream_decode_20ms_over_reference_decode']:.2f}")
         elif ref:
             print(f"reference: {ref.get('skipped')}")
 
@@ -164,48 +170,91 @@ def run_benchmark(
     )
 
     for ms in chunk_ms:
-        chunk = max(1, round(ms * model.sample_rate / 1000))
-        encoder, decoder = model.encoder_stream(1, **options), model.decoder_stream(1)
-        per_chunk: list[float] = []
-        for start in range(0, audio.shape[-1], chunk):
-            began = time.perf_counter()
-            decoder.push(encoder.push(audio[..., start : start + chunk]))
-            per_chunk.append(time.perf_counter() - began)
-        began = time.perf_counter()
-        decoder.push(encoder.flush())
-        decoder.flush()
-        total = sum(per_chunk) + time.perf_counter() - began
-        result.streaming.append(
-            StreamingFigures(
-                chunk_ms=ms,
-                chunks=len(per_chunk),
-                total_s=total,
-                rtf=total / seconds,
-                chunk_p50_ms=1000 * statistics.median(per_chunk),
-                chunk_p99_ms=1000 * _percentile(per_chunk, 99),
-                chunk_max_ms=1000 * max(per_chunk),
-                over_offline=total / roundtrip_s,
-            )
-        )
+        result.streaming.append(_stream_roundtrip(model, audio, ms, options, roundtrip_s))
+        result.streaming_decode.append(_stream_decode(model, codes, ms, decode_s))
 
     if reference:
-        spec = get_spec(name)
-        if spec.reference is None:
-            result.reference = {"skipped": f"no reference implementation is wired for {name}"}
-        else:
-            try:
-                package, run = spec.reference(model, audio, options)
-            except ImportError as exc:
-                result.reference = {"skipped": f"reference package not installed ({exc})"}
-            else:
-                with torch.inference_mode():
-                    ref_s, ref_out = _median_time(run, repeats)
-                n = min(ref_out.shape[-1], decoded.shape[-1])
-                result.reference = {
-                    "package": package,
-                    "roundtrip_s": ref_s,
-                    "rtf": ref_s / seconds,
-                    "ours_over_reference": roundtrip_s / ref_s,
-                    "max_abs_diff": float((ref_out[..., :n].to(decoded) - decoded[..., :n]).abs().max()),
-                }
+        result.reference = _reference_figures(name, model, audio, codes, options, decoded, repeats, result)
     return result
+
+
+def _figures(ms: float, per_chunk: list[float], tail_s: float, seconds: float, offline_s: float) -> StreamingFigures:
+    total = sum(per_chunk) + tail_s
+    return StreamingFigures(
+        chunk_ms=ms,
+        chunks=len(per_chunk),
+        total_s=total,
+        rtf=total / seconds,
+        chunk_p50_ms=1000 * statistics.median(per_chunk),
+        chunk_p99_ms=1000 * _percentile(per_chunk, 99),
+        chunk_max_ms=1000 * max(per_chunk),
+        over_offline=total / offline_s,
+    )
+
+
+def _stream_roundtrip(model: Any, audio: torch.Tensor, ms: float, options: dict[str, Any], offline_s: float) -> StreamingFigures:
+    """Audio pushed ``ms`` at a time through an encoder stream feeding a decoder stream."""
+    chunk = max(1, round(ms * model.sample_rate / 1000))
+    encoder, decoder = model.encoder_stream(1, **options), model.decoder_stream(1)
+    per_chunk: list[float] = []
+    for start in range(0, audio.shape[-1], chunk):
+        began = time.perf_counter()
+        decoder.push(encoder.push(audio[..., start : start + chunk]))
+        per_chunk.append(time.perf_counter() - began)
+    began = time.perf_counter()
+    decoder.push(encoder.flush())
+    decoder.flush()
+    seconds = audio.shape[-1] / model.sample_rate
+    return _figures(ms, per_chunk, time.perf_counter() - began, seconds, offline_s)
+
+
+def _stream_decode(model: Any, codes: Any, ms: float, offline_s: float) -> StreamingFigures:
+    """Codes pushed as they would arrive in ``ms`` chunks (frame counts alternate when ``ms``
+    is not a whole number of frames), through a decoder stream alone."""
+    frames = model.num_frames(codes)
+    bounds = sorted({min(frames, round(k * ms * model.frame_rate / 1000)) for k in range(1, frames + 2)} - {0})
+    decoder = model.decoder_stream(1)
+    per_chunk: list[float] = []
+    start = 0
+    for end in bounds:
+        if end <= start:
+            continue
+        began = time.perf_counter()
+        decoder.push(model.slice_codes(codes, start, end))
+        per_chunk.append(time.perf_counter() - began)
+        start = end
+    began = time.perf_counter()
+    decoder.flush()
+    seconds = frames * model.hop_length / model.sample_rate
+    return _figures(ms, per_chunk, time.perf_counter() - began, seconds, offline_s)
+
+
+def _reference_figures(
+    name: str, model: Any, audio: torch.Tensor, codes: Any, options: dict[str, Any], decoded: torch.Tensor,
+    repeats: int, result: "BenchResult",
+) -> dict[str, Any]:
+    spec = get_spec(name)
+    if spec.reference is None:
+        return {"skipped": f"no reference implementation is wired for {name}"}
+    try:
+        reference = spec.reference(model, audio, codes, options)
+    except ImportError as exc:
+        return {"skipped": f"reference package not installed ({exc})"}
+    with torch.inference_mode():
+        roundtrip_s, _ = _median_time(reference.roundtrip, repeats)
+        decode_s, ref_decoded = _median_time(reference.decode, repeats)
+    ref_decoded = ref_decoded.reshape(decoded.shape[0], -1, ref_decoded.shape[-1]).to(decoded)
+    n = min(ref_decoded.shape[-1], decoded.shape[-1])
+    figures: dict[str, Any] = {
+        "package": reference.package,
+        "roundtrip_s": roundtrip_s,
+        "decode_s": decode_s,
+        "rtf": roundtrip_s / result.seconds,
+        "ours_over_reference": result.offline["roundtrip_s"] / roundtrip_s,
+        "ours_decode_over_reference": result.offline["decode_s"] / decode_s,
+        "max_abs_diff": float((ref_decoded[..., :n] - decoded[..., :n]).abs().max()),
+    }
+    twenty = [s for s in result.streaming_decode if s.chunk_ms == 20]
+    if twenty:
+        figures["stream_decode_20ms_over_reference_decode"] = twenty[0].total_s / decode_s
+    return figures

@@ -22,7 +22,7 @@ from .errors import OptionError, UnknownModelError
 from .plugin import Codec
 from .weights import fold_weight_norm, load_state, resolve_weights
 
-__all__ = ["ModelSpec", "list_models", "get_spec", "load", "ENTRY_POINT_GROUP"]
+__all__ = ["ModelSpec", "Reference", "list_models", "get_spec", "load", "ENTRY_POINT_GROUP"]
 
 ENTRY_POINT_GROUP = "codecstream.models"
 
@@ -42,9 +42,9 @@ class ModelSpec:
         hub_id: default Hugging Face repository for ``weights=None``.
         hub_patterns: files to fetch from the hub (glob patterns).
         ignore_keys: regexes of checkpoint keys that are training-only and may be dropped.
-        reference: for benchmarks, ``(model, audio, options) -> (package name, run)`` where
-            ``run()`` does the upstream package's offline encode+decode of ``audio`` with the
-            model's weights; raises ImportError when that package is not installed.
+        reference: for benchmarks, ``(model, audio, codes, options) -> Reference``: the
+            upstream package's offline model with the same weights; raises ImportError when that
+            package is not installed.
     """
 
     name: str
@@ -55,7 +55,22 @@ class ModelSpec:
     hub_id: str | None = None
     hub_patterns: tuple[str, ...] = ()
     ignore_keys: tuple[str, ...] = field(default=())
-    reference: Callable[[Codec, torch.Tensor, dict[str, Any]], tuple[str, Callable[[], torch.Tensor]]] | None = None
+    reference: Callable[[Codec, torch.Tensor, Any, dict[str, Any]], "Reference"] | None = None
+
+
+@dataclass(frozen=True)
+class Reference:
+    """An upstream implementation holding a model's weights, for benchmarks.
+
+    Attributes:
+        package: the upstream package's name.
+        roundtrip: its offline encode + decode of the benchmark audio.
+        decode: its offline decode of the benchmark codes (or features).
+    """
+
+    package: str
+    roundtrip: Callable[[], torch.Tensor]
+    decode: Callable[[], torch.Tensor]
 
 
 def _builtin_specs() -> list[ModelSpec]:

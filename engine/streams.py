@@ -54,7 +54,7 @@ class _Stream:
 
     @property
     def startup_latency(self) -> int:
-        """Algorithmic latency of the first output, in samples (>= ``latency`` only at start-up)."""
+        """Algorithmic latency of the very first output, in samples (see :mod:`codecstream.latency`)."""
         return self._timing()[1]
 
     @property

@@ -12,6 +12,7 @@ __all__ = ["builtin_specs"]
 
 def builtin_specs() -> Iterator["ModelSpec"]:
     """Every built-in model spec (imports the families lazily)."""
-    from . import encodec
+    from . import encodec, vocos
 
     yield from encodec.SPECS
+    yield from vocos.SPECS

@@ -77,3 +77,13 @@ def decoder_release_counts(model: Any, codes: Any) -> list[int]:
         total += stream.push(model.slice_codes(codes, f, f + 1)).shape[-1]
         counts.append(total)
     return counts
+
+
+def depends_on(network: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, out_index: int, inputs: slice) -> bool:
+    """Whether output sample/frame ``out_index`` of ``network(x)`` depends on ``x[..., inputs]``,
+    read from the gradient (exact even where the influence is far below rounding noise)."""
+    x = x.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        y = network(x)
+        (grad,) = torch.autograd.grad(y[..., out_index].sum(), x, allow_unused=True)
+    return grad is not None and bool(grad[..., inputs].abs().max() > 0)

@@ -7,6 +7,7 @@ can sit in a :class:`StreamingSequential`; it is applied to whatever the previou
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping
 
 from torch import Tensor, nn
 
@@ -16,17 +17,22 @@ __all__ = ["StreamingSequential", "Residual"]
 
 
 class StreamingSequential(StreamingModule[None]):
-    """A chain of layers; children are named ``0, 1, ...`` like ``nn.Sequential``.
+    """A chain of layers; children are named ``0, 1, ...`` like ``nn.Sequential``, or by the
+    keys of a single mapping argument (``StreamingSequential({"embed": ..., "norm": ...})``).
 
     Flushing flushes each layer in order and feeds what it releases through the layers after
     it, so every layer sees the right edge exactly as offline.
     """
 
-    def __init__(self, *layers: nn.Module) -> None:
+    def __init__(self, *layers: nn.Module | Mapping[str, nn.Module]) -> None:
         super().__init__()
-        for index, layer in enumerate(layers):
-            self.add_module(str(index), layer)
-        self._stateful = tuple(isinstance(layer, StreamingModule) for layer in layers)
+        if len(layers) == 1 and isinstance(layers[0], Mapping):  # named children, in order
+            for name, layer in layers[0].items():
+                self.add_module(name, layer)
+        else:
+            for index, layer in enumerate(layers):
+                self.add_module(str(index), layer)  # type: ignore[arg-type]
+        self._stateful = tuple(isinstance(layer, StreamingModule) for layer in self._modules.values())
 
     def __len__(self) -> int:
         return len(self._modules)

@@ -67,7 +67,7 @@ class FramedModule(StreamingModule[FrameState]):
         super().__init__()
         if pad_mode not in ("zeros", "reflect", "replicate"):
             raise ValueError(f"pad_mode must be zeros, reflect or replicate, got {pad_mode!r}")
-        self.window = window
+        self.window_frames = window
         self.stride = stride
         self.padding = (int(padding[0]), int(padding[1]))
         self.pad_mode: PadMode = pad_mode
@@ -119,7 +119,7 @@ class FramedModule(StreamingModule[FrameState]):
             return None
         left, right = self.padding
         if self.pad_to_stride:
-            right += (-(left + state.seen + right - self.window)) % self.stride
+            right += (-(left + state.seen + right - self.window_frames)) % self.stride
         if not state.started:
             # The whole (short) stream is still buffered: pad it exactly as offline does.
             state.buffer = _pad_offline(state.buffer, left, right, self.pad_mode)
@@ -134,9 +134,9 @@ class FramedModule(StreamingModule[FrameState]):
         if n_in < self._frames_to_start:
             return 0
         available = self.padding[0] + n_in
-        if available < self.window:
+        if available < self.window_frames:
             return 0
-        return (available - self.window) // self.stride + 1
+        return (available - self.window_frames) // self.stride + 1
 
     # -- internals ----------------------------------------------------------------------
     def _empty(self, x: Tensor) -> Tensor:
@@ -163,7 +163,7 @@ class FramedModule(StreamingModule[FrameState]):
 
     def _emit(self, state: FrameState) -> Tensor:
         buffer = state.buffer
-        window, stride = self.window, self.stride
+        window, stride = self.window_frames, self.stride
         available = buffer.shape[-1] - state.skip
         n_out = (available - window) // stride + 1 if available >= window else 0
         if n_out:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["GEMM_MAX_FRAMES", "conv1d_gemm", "conv_transpose1d_gemm", "lstm_gemm"]
+__all__ = ["GEMM_MAX_FRAMES", "conv1d_gemm", "conv_transpose1d_gemm", "lstm_gemm", "overlap_add"]
 
 GEMM_MAX_FRAMES = 32
 
@@ -37,24 +37,35 @@ def conv1d_gemm(x: Tensor, weight: Tensor, bias: Tensor | None, stride: int, dil
     return out.view(batch, n_out, out_channels).transpose(1, 2)
 
 
+def overlap_add(frames: Tensor, hop: int) -> Tensor:
+    """Overlap-add ``frames`` ``[B, n, k]`` at ``hop``: ``[B, (n - 1)·hop + k]``.
+
+    Each frame is cut into ``ceil(k / hop)`` blocks of ``hop`` samples and the blocks are added
+    at their offsets: a few tensor additions instead of a scatter.
+    """
+    batch, n, kernel = frames.shape
+    blocks = -(-kernel // hop)
+    if blocks * hop != kernel:
+        frames = torch.nn.functional.pad(frames, (0, blocks * hop - kernel))
+    frames = frames.reshape(batch, n, blocks, hop)
+    out = frames.new_zeros(batch, n + blocks - 1, hop)
+    for q in range(blocks):
+        out[:, q : q + n, :] += frames[:, :, q, :]
+    return out.view(batch, (n + blocks - 1) * hop)[:, : (n - 1) * hop + kernel]
+
+
 def conv_transpose1d_gemm(x: Tensor, weight: Tensor, stride: int) -> Tensor:
     """``F.conv_transpose1d(x, weight, None, stride)`` for ``groups=1``: ``[B, C_out, (n-1)·s + k]``.
 
-    ``weight``: ``[C_in, C_out, k]``. Each input frame's ``k`` outputs are written as
-    ``ceil(k / s)`` blocks of ``s`` samples and overlap-added block-wise.
+    ``weight``: ``[C_in, C_out, k]``. One GEMM gives every frame's ``k`` outputs per channel;
+    :func:`overlap_add` places them.
     """
     batch, in_channels, n = x.shape
     _, out_channels, kernel = weight.shape
-    blocks = -(-kernel // stride)
     columns = x.transpose(1, 2).reshape(batch * n, in_channels) @ weight.reshape(in_channels, out_channels * kernel)
-    columns = columns.view(batch, n, out_channels, kernel)
-    if blocks * stride != kernel:
-        columns = torch.nn.functional.pad(columns, (0, blocks * stride - kernel))
-    columns = columns.view(batch, n, out_channels, blocks, stride)
-    out = columns.new_zeros(batch, out_channels, n + blocks - 1, stride)
-    for q in range(blocks):
-        out[:, :, q : q + n, :] += columns[:, :, :, q, :].permute(0, 2, 1, 3)
-    return out.view(batch, out_channels, (n + blocks - 1) * stride)[..., : (n - 1) * stride + kernel]
+    # [B, n, C_out, k] -> [B·C_out, n, k]: one overlap-add per output channel.
+    columns = columns.view(batch, n, out_channels, kernel).permute(0, 2, 1, 3).reshape(batch * out_channels, n, kernel)
+    return overlap_add(columns, stride).view(batch, out_channels, -1)
 
 
 def lstm_gemm(

@@ -13,7 +13,7 @@ from codecstream.weights import find_file, read_tensors, rename_keys
 
 from .config import EncodecConfig
 
-__all__ = ["read_encodec_checkpoint", "TRAINING_ONLY_KEYS"]
+__all__ = ["read_encodec_checkpoint", "plugin_keys", "TRAINING_ONLY_KEYS"]
 
 # Buffers used only while training the code-books (k-means state and EMA statistics).
 TRAINING_ONLY_KEYS = (r"\.inited$", r"\.cluster_size$", r"\.embed_avg$")
@@ -50,8 +50,14 @@ def read_encodec_checkpoint(path: Path, default: EncodecConfig) -> tuple[Encodec
     bad = [k for k, v in state.items() if not isinstance(v, Tensor)]
     if bad:
         raise CheckpointMismatchError(f"{path} is not an EnCodec state dict (non-tensor entries such as {bad[0]!r})")
+    return config, plugin_keys(state)
+
+
+def plugin_keys(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Rename an official or transformers EnCodec state dict to this plugin's keys (a state
+    dict already in plugin keys passes unchanged)."""
     if any(k.startswith(("encoder.model.", "decoder.model.")) for k in state):
-        state = rename_keys(state, _OFFICIAL_RULES)
-    elif any(k.startswith(("encoder.layers.", "decoder.layers.")) for k in state):
-        state = rename_keys(state, _TRANSFORMERS_RULES)
-    return config, state
+        return rename_keys(state, _OFFICIAL_RULES)
+    if any(k.startswith(("encoder.layers.", "decoder.layers.")) for k in state):
+        return rename_keys(state, _TRANSFORMERS_RULES)
+    return dict(state)

@@ -1,0 +1,86 @@
+"""Per-frame layers for ``[B, C, T]`` streams: they need no history, only (at most) a condition.
+
+Plain ``nn.Module`` subclasses here are stateless and sit in a ``StreamingSequential`` as they
+are. :class:`AdaLayerNorm` reads a per-stream condition (which row of its tables to use) from
+the :class:`StreamContext`, set once per stream with :func:`set_condition`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import StreamStateError
+from .module import StreamContext, StreamingModule
+
+__all__ = ["ChannelLayerNorm", "FrameLinear", "AdaLayerNorm", "set_condition", "LogMagnitudePhaseToSpectrum"]
+
+
+class ChannelLayerNorm(nn.LayerNorm):
+    """LayerNorm over the channels of each frame of ``[B, C, T]``."""
+
+    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+        return super().forward(x.transpose(1, 2)).transpose(1, 2)
+
+
+class FrameLinear(nn.Linear):
+    """``nn.Linear`` applied to each frame of ``[B, C_in, T]`` → ``[B, C_out, T]``."""
+
+    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+        return super().forward(x.transpose(1, 2)).transpose(1, 2)
+
+
+@dataclass
+class ConditionState:
+    index: int  # row of the scale/shift tables used by this stream
+
+
+class AdaLayerNorm(StreamingModule[ConditionState]):
+    """LayerNorm without affine parameters, then ``x·scale[c] + shift[c]`` for the stream's
+    condition ``c`` (Vocos-EnCodec: one row per bandwidth).
+
+    ``step`` takes ``[B, C, T]``; :meth:`normalize_last` takes ``[..., C]``.
+    """
+
+    def __init__(self, num_conditions: int, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.dim = dim
+        self.eps = eps
+        self.scale = nn.Embedding(num_conditions, dim)
+        self.shift = nn.Embedding(num_conditions, dim)
+        nn.init.ones_(self.scale.weight)
+        nn.init.zeros_(self.shift.weight)
+
+    def normalize_last(self, x: Tensor, ctx: StreamContext) -> Tensor:
+        state = ctx.get(self)
+        if state is None:
+            raise StreamStateError("AdaLayerNorm used before its stream's condition was set")
+        x = F.layer_norm(x, (self.dim,), eps=self.eps)
+        return x * self.scale.weight[state.index] + self.shift.weight[state.index]
+
+    def step(self, x: Tensor, ctx: StreamContext) -> Tensor:
+        return self.normalize_last(x.transpose(1, 2), ctx).transpose(1, 2)
+
+
+def set_condition(module: nn.Module, ctx: StreamContext, index: int) -> None:
+    """Give every :class:`AdaLayerNorm` under ``module`` the condition ``index`` for this stream."""
+    for child in module.modules():
+        if isinstance(child, AdaLayerNorm):
+            ctx.set(child, ConditionState(index))
+
+
+class LogMagnitudePhaseToSpectrum(nn.Module):
+    """``[B, 2·bins, T]`` (log-magnitudes, then phases) → complex ``[B, bins, T]``, the magnitude
+    clipped at ``max_magnitude`` (Vocos's ISTFT head)."""
+
+    def __init__(self, max_magnitude: float = 1e2) -> None:
+        super().__init__()
+        self.max_magnitude = max_magnitude
+
+    def forward(self, x: Tensor) -> Tensor:
+        log_magnitude, phase = x.chunk(2, dim=1)
+        magnitude = torch.clip(torch.exp(log_magnitude), max=self.max_magnitude)
+        return torch.complex(magnitude * torch.cos(phase), magnitude * torch.sin(phase))
