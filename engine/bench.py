@@ -163,7 +163,7 @@ def run_benchmark(
             "encoder_ms": encoder_probe.latency_ms,
             "decoder_ms": decoder_probe.latency_ms,
             "startup_ms": 1000
-            * chain_startup_latency(model.encoder_frames, model.decoder_samples, model.encoder_block)
+            * chain_startup_latency(model.encoder_frames, model.decoder_samples)
             / model.sample_rate,
         },
         offline={"encode_s": encode_s, "decode_s": decode_s, "roundtrip_s": roundtrip_s, "rtf": roundtrip_s / seconds},

@@ -48,15 +48,9 @@ def _first_input_releasing(count: Callable[[int], int], frames: int) -> int:
     return high
 
 
-def encoder_latency(frames_after: Callable[[int], int], hop: int, block: int) -> tuple[int, int]:
-    """``(latency, startup_latency)`` of an encoder fed in whole blocks of ``block`` samples.
-
-    ``frames_after(n)``: code frames released after ``n`` samples.
-    """
-
-    def count(n: int) -> int:
-        return frames_after(n - n % block)
-
+def encoder_latency(count: Callable[[int], int], hop: int) -> tuple[int, int]:
+    """``(latency, startup_latency)`` of an encoder; ``count(n)``: code frames released after
+    ``n`` samples."""
     startup = _first_input_releasing(count, 1)
     first_steady = count(startup)
     latency = max(
@@ -83,9 +77,7 @@ def decoder_latency(samples_after: Callable[[int], int], hop: int) -> tuple[int,
     return latency, startup
 
 
-def chain_startup_latency(
-    frames_after: Callable[[int], int], samples_after: Callable[[int], int], block: int
-) -> int:
+def chain_startup_latency(frames_after: Callable[[int], int], samples_after: Callable[[int], int]) -> int:
     """Input samples an encoder → decoder chain needs before its first output sample (the
     two start-ups overlap, so this is not their sum)."""
-    return _first_input_releasing(lambda n: samples_after(frames_after(n - n % block)), 1)
+    return _first_input_releasing(lambda n: samples_after(frames_after(n)), 1)

@@ -135,7 +135,7 @@ class Codec(nn.Module):
         return None
 
     def encoder_step(self, audio: Tensor, ctx: StreamContext, options: Any) -> Any:
-        """Consume checked audio ``[B, C, n]`` (n a multiple of ``encoder_block``); return new codes."""
+        """Consume checked audio ``[B, C, n]``; return the codes that are now final."""
         raise NotImplementedError
 
     def encoder_flush(self, ctx: StreamContext, options: Any) -> Any:
@@ -148,7 +148,8 @@ class Codec(nn.Module):
 
     @property
     def encoder_block(self) -> int:
-        """The encoder stream feeds the model whole multiples of this many samples."""
+        """Between releases the encoder stream feeds the model whole multiples of this many
+        samples (a release point always gets everything received)."""
         return self.hop_length
 
     def check_audio(self, audio: Any, batch_size: int | None = None) -> Tensor:

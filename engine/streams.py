@@ -98,9 +98,9 @@ class _Stream:
 class EncoderStream(_Stream):
     """Audio in (``[B, channels, n]`` floats, any ``n``), codes out as soon as they are final.
 
-    Input is re-blocked to whole multiples of ``model.encoder_block`` samples; the remainder
-    waits for the next push (or the flush). Re-blocking never delays an output: the model
-    releases frames only at block boundaries, and the reported latency accounts for it.
+    Input reaches the model in whole multiples of ``model.encoder_block`` samples (so tiny
+    pushes cost little and compute is spread over pushes), and in full as soon as the samples
+    received let the model release a new frame: buffering never delays an output.
     """
 
     def __init__(
@@ -111,10 +111,10 @@ class EncoderStream(_Stream):
         self.options = options
         self._pending: Tensor | None = None
         self.samples_in = 0  # samples pushed so far
+        self.frames_out = 0  # frames returned so far
 
     def _latency_samples(self) -> tuple[int, int]:
-        model = self.model
-        return encoder_latency(model.encoder_frames, model.hop_length, model.encoder_block)
+        return encoder_latency(self.model.encoder_frames, self.model.hop_length)
 
     def push(self, audio: Any) -> Any:
         """Consume ``audio`` and return the codes that are now final (possibly zero frames)."""
@@ -123,13 +123,17 @@ class EncoderStream(_Stream):
         self.samples_in += audio.shape[-1]
         if self._pending is not None:
             audio = torch.cat([self._pending, audio], dim=-1)
-        block = self.model.encoder_block
-        usable = audio.shape[-1] - audio.shape[-1] % block
+        if self.model.encoder_frames(self.samples_in) > self.frames_out:
+            usable = audio.shape[-1]  # a frame is due: feed everything
+        else:
+            usable = audio.shape[-1] - audio.shape[-1] % self.model.encoder_block
         self._pending = audio[..., usable:] if usable < audio.shape[-1] else None
         if usable == 0:
             return self.model.empty_codes(self.batch_size, self.options)
         with torch.inference_mode():
-            return self.model.encoder_step(audio[..., :usable], self._ctx, self.options)
+            codes = self.model.encoder_step(audio[..., :usable], self._ctx, self.options)
+        self.frames_out += self.model.num_frames(codes)
+        return codes
 
     def flush(self) -> Any:
         """End the stream: encode what is left, padded as the offline model pads its end."""
@@ -150,6 +154,7 @@ class EncoderStream(_Stream):
         super().reset()
         self._pending = None
         self.samples_in = 0
+        self.frames_out = 0
 
 
 class DecoderStream(_Stream):

@@ -12,7 +12,8 @@ __all__ = ["builtin_specs"]
 
 def builtin_specs() -> Iterator["ModelSpec"]:
     """Every built-in model spec (imports the families lazily)."""
-    from . import encodec, vocos
+    from . import encodec, snac, vocos
 
     yield from encodec.SPECS
     yield from vocos.SPECS
+    yield from snac.SPECS

@@ -79,8 +79,8 @@ def decoder_release_counts(model: Any, codes: Any) -> list[int]:
     return counts
 
 
-def depends_on(network: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, out_index: int, inputs: slice) -> bool:
-    """Whether output sample/frame ``out_index`` of ``network(x)`` depends on ``x[..., inputs]``,
+def depends_on(network: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, out_index: int | slice, inputs: slice) -> bool:
+    """Whether output ``out_index`` (a sample/frame, or a slice of them) of ``network(x)`` depends on ``x[..., inputs]``,
     read from the gradient (exact even where the influence is far below rounding noise)."""
     x = x.detach().clone().requires_grad_(True)
     with torch.enable_grad():

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from ..errors import StreamStateError
 from .module import StreamContext, StreamingModule
 
-__all__ = ["ChannelLayerNorm", "FrameLinear", "AdaLayerNorm", "set_condition", "LogMagnitudePhaseToSpectrum"]
+__all__ = ["ChannelLayerNorm", "FrameLinear", "AdaLayerNorm", "set_condition", "LogMagnitudePhaseToSpectrum", "Snake1d"]
 
 
 class ChannelLayerNorm(nn.LayerNorm):
@@ -84,3 +84,16 @@ class LogMagnitudePhaseToSpectrum(nn.Module):
         log_magnitude, phase = x.chunk(2, dim=1)
         magnitude = torch.clip(torch.exp(log_magnitude), max=self.max_magnitude)
         return torch.complex(magnitude * torch.cos(phase), magnitude * torch.sin(phase))
+
+
+class Snake1d(nn.Module):
+    """Snake activation ``x + sin²(αx) / (α + 1e-9)`` with a learned ``α`` per channel
+    (``alpha``: ``[1, C, 1]``), as in DAC and SNAC."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.alpha = nn.Parameter(torch.ones(1, channels, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        # Term for term the reference expression, so float32 rounds the same way.
+        return x + (self.alpha + 1e-9).reciprocal() * torch.sin(self.alpha * x).pow(2)

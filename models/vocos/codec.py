@@ -67,10 +67,6 @@ class VocosMel(_Vocos):
             log_floor=1e-7,
         )
 
-    @property
-    def encoder_block(self) -> int:
-        return 1  # the frontend is cheap: release each frame the moment its window is complete
-
     def encoder_step(self, audio: Tensor, ctx: StreamContext, options: Any) -> Tensor:
         return self.encoder.step(audio, ctx)
 

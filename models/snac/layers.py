@@ -1,0 +1,143 @@
+"""SNAC's encoder and decoder on streaming layers. Module names follow the published
+``pytorch_model.bin`` (``encoder.block.N...``, ``decoder.model.N...``), so keys map as they are."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from codecstream.streaming import (
+    Residual,
+    StreamContext,
+    StreamingConv1d,
+    StreamingConvTranspose1d,
+    StreamingModule,
+    StreamingSequential,
+)
+from codecstream.streaming.attention import BlockLocalAttention
+from codecstream.streaming.pointwise import Snake1d
+
+from .config import SnacConfig
+
+__all__ = ["build_encoder", "build_decoder", "PositionalNoise", "NoiseBlock", "set_noise"]
+
+
+def _same_conv(c_in: int, c_out: int, kernel: int, *, dilation: int = 1, groups: int = 1, bias: bool = True) -> StreamingConv1d:
+    pad = (kernel - 1) * dilation // 2
+    return StreamingConv1d(c_in, c_out, kernel, dilation=dilation, groups=groups, bias=bias, padding=(pad, pad))
+
+
+def _residual_unit(dim: int, dilation: int, groups: int) -> Residual:
+    """Snake → k7 dilated conv → Snake → 1x1 conv, plus the input (delayed by 3·dilation)."""
+    return Residual(
+        StreamingSequential(Snake1d(dim), _same_conv(dim, dim, 7, dilation=dilation, groups=groups), Snake1d(dim), _same_conv(dim, dim, 1))
+    )
+
+
+def build_encoder(config: SnacConfig) -> StreamingSequential:
+    """Audio ``[B, 1, T]`` → latents ``[B, latent, T / hop]`` (T a multiple of the hop)."""
+    dim = config.encoder_dim
+    layers: list[nn.Module] = [_same_conv(1, dim, 7)]
+    for stride in config.encoder_rates:
+        dim *= 2
+        half = dim // 2
+        groups = half if config.depthwise else 1
+        pad = math.ceil(stride / 2)
+        block = StreamingSequential(
+            _residual_unit(half, 1, groups),
+            _residual_unit(half, 3, groups),
+            _residual_unit(half, 9, groups),
+            Snake1d(half),
+            StreamingConv1d(half, dim, 2 * stride, stride=stride, padding=(pad, pad)),
+        )
+        layers.append(StreamingSequential({"block": block}))
+    if config.attn_window_size is not None:
+        layers.append(BlockLocalAttention(dim, config.attn_window_size))
+    layers.append(_same_conv(dim, dim, 7, groups=dim if config.depthwise else 1))
+    return StreamingSequential({"block": StreamingSequential(*layers)})
+
+
+class PositionalNoise:
+    """Standard normal noise that depends only on (seed, layer, absolute sample index), so any
+    chunking, and the offline decode, draw the same values. Generated in blocks of
+    ``block`` samples, each from its own seeded generator."""
+
+    block = 4096
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def values(self, layer: int, start: int, count: int, *, dtype: torch.dtype, device: torch.device) -> Tensor:
+        first, last = start // self.block, (start + count - 1) // self.block
+        pieces = []
+        for index in range(first, last + 1):
+            key = (self.seed * 0x9E3779B97F4A7C15 + layer * 0xBF58476D1CE4E5B9 + index) % (1 << 63)
+            pieces.append(torch.randn(self.block, generator=torch.Generator().manual_seed(key), dtype=torch.float64))
+        offset = start - first * self.block
+        return torch.cat(pieces)[offset : offset + count].to(device=device, dtype=dtype)
+
+
+@dataclass
+class NoiseState:
+    source: PositionalNoise
+    position: int  # absolute index of the next sample at this layer's rate
+
+
+class NoiseBlock(StreamingModule[NoiseState]):
+    """``x + n[t] · linear(x)[t]``: SNAC's learned noise injection, with ``n`` drawn from a
+    :class:`PositionalNoise` keyed on the absolute sample index (set per stream with
+    :func:`set_noise`) instead of a fresh ``randn`` per call, so streamed and offline decodes
+    agree. With noise off (no state set) the block adds nothing."""
+
+    def __init__(self, dim: int, layer: int) -> None:
+        super().__init__()
+        self.layer = layer
+        self.linear = StreamingConv1d(dim, dim, 1, bias=False)
+
+    def step(self, x: Tensor, ctx: StreamContext) -> Tensor:
+        state = ctx.get(self)
+        if state is None or x.shape[-1] == 0:
+            return x
+        noise = state.source.values(self.layer, state.position, x.shape[-1], dtype=x.dtype, device=x.device)
+        state.position += x.shape[-1]
+        # As the reference: (B, 1, T) noise broadcast over channels, times a 1x1 projection of x.
+        return x + noise[None, None, :] * self.linear.step(x, ctx)
+
+
+def set_noise(decoder: nn.Module, ctx: StreamContext, seed: int | None) -> None:
+    """Turn positional noise on with ``seed`` for this stream (``None``: noise off)."""
+    if seed is None:
+        return
+    source = PositionalNoise(seed)
+    for module in decoder.modules():
+        if isinstance(module, NoiseBlock):
+            ctx.set(module, NoiseState(source=source, position=0))
+
+
+def build_decoder(config: SnacConfig) -> StreamingSequential:
+    """Latents ``[B, latent, F]`` → audio ``[B, 1, F · hop]``."""
+    latent, channels = config.latent, config.decoder_dim
+    if config.depthwise:
+        layers: list[nn.Module] = [_same_conv(latent, latent, 7, groups=latent), _same_conv(latent, channels, 1)]
+    else:
+        layers = [_same_conv(latent, channels, 7)]
+    if config.attn_window_size is not None:
+        layers.append(BlockLocalAttention(channels, config.attn_window_size))
+    out_dim = channels
+    for i, stride in enumerate(config.decoder_rates):
+        in_dim, out_dim = channels // 2**i, channels // 2 ** (i + 1)
+        groups = out_dim if config.depthwise else 1
+        pad = math.ceil(stride / 2)
+        parts: list[nn.Module] = [
+            Snake1d(in_dim),
+            StreamingConvTranspose1d(in_dim, out_dim, 2 * stride, stride=stride, trim=(pad, pad - stride % 2)),
+        ]
+        if config.noise:
+            parts.append(NoiseBlock(out_dim, layer=i))
+        parts += [_residual_unit(out_dim, 1, groups), _residual_unit(out_dim, 3, groups), _residual_unit(out_dim, 9, groups)]
+        layers.append(StreamingSequential({"block": StreamingSequential(*parts)}))
+    layers += [Snake1d(out_dim), _same_conv(out_dim, 1, 7), nn.Tanh()]
+    return StreamingSequential({"model": StreamingSequential(*layers)})
