@@ -68,6 +68,7 @@ class BenchResult:
     streaming: list[StreamingFigures] = field(default_factory=list)  # encoder -> decoder
     streaming_decode: list[StreamingFigures] = field(default_factory=list)  # decoder alone
     reference: dict[str, Any] = field(default_factory=dict)
+    orpheus: dict[str, Any] = field(default_factory=dict)  # SNAC 24 kHz: ours vs Orpheus's sliding window
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,6 +108,21 @@ class BenchResult:
                 print(f"our streaming decode at 20 ms / reference offline decode: {ref['stream_decode_20ms_over_reference_decode']:.2f}")
         elif ref:
             print(f"reference: {ref.get('skipped')}")
+        if self.orpheus:
+            o = self.orpheus
+            print(f"Orpheus tokens ({o['tokens']} tokens, {o['audio_s']:.1f} s), noise off:")
+            print(f"{'decoder':>16} {'compute/s':>10} {'max err':>9} {'lookahead':>10} {'1st audio':>10} {'emitted':>8}")
+            for label, key in (("ours, per token", "ours_per_token"), ("ours, per frame", "ours_per_frame"), ("28-token window", "window_baseline")):
+                d = o[key]
+                print(
+                    f"{label:>16} {d['compute_per_audio_s']:>9.3f}s {d['max_error']:>9.2e} {d['lookahead_ms']:>8.1f}ms "
+                    f"{d['first_audio_after_tokens']:>6} tok {d['emitted_s']:>7.2f}s"
+                )
+            print(
+                f"window decoded by {o['window_baseline']['decoded_by']}; baseline compute / ours: "
+                f"{o['compute_ratio_baseline_over_ours_per_token']:.2f}x per token, "
+                f"{o['compute_ratio_baseline_over_ours_per_frame']:.2f}x per frame"
+            )
 
 
 def _median_time(run: Callable[[], Any], repeats: int) -> tuple[float, Any]:
@@ -175,7 +191,24 @@ def run_benchmark(
 
     if reference:
         result.reference = _reference_figures(name, model, audio, codes, options, decoded, repeats, result)
+    if _speaks_orpheus(model):
+        from .tokens.orpheus import compare_with_window_baseline
+
+        window_decode, package = None, "codecstream (offline, noise off)"
+        if reference:  # Orpheus decodes its windows with the snac package: time that when installed
+            try:
+                from codecstream.models.snac.reference import quiet_reference_decoder
+
+                window_decode, package = quiet_reference_decoder(model), "snac (SNAC.decode, noise off)"
+            except ImportError:
+                pass
+        result.orpheus = compare_with_window_baseline(model, codes, window_decode=window_decode, package=package)
     return result
+
+
+def _speaks_orpheus(model: Any) -> bool:
+    config = getattr(model, "config", None)
+    return getattr(config, "vq_strides", None) == (4, 2, 1) and getattr(config, "codebook_size", None) == 4096
 
 
 def _figures(ms: float, per_chunk: list[float], tail_s: float, seconds: float, offline_s: float) -> StreamingFigures:
@@ -212,7 +245,9 @@ def _stream_decode(model: Any, codes: Any, ms: float, offline_s: float) -> Strea
     """Codes pushed as they would arrive in ``ms`` chunks (frame counts alternate when ``ms``
     is not a whole number of frames), through a decoder stream alone."""
     frames = model.num_frames(codes)
-    bounds = sorted({min(frames, round(k * ms * model.frame_rate / 1000)) for k in range(1, frames + 2)} - {0})
+    per_chunk_frames = ms * model.frame_rate / 1000
+    chunks = math.ceil(frames / per_chunk_frames)
+    bounds = sorted({min(frames, round(k * per_chunk_frames)) for k in range(1, chunks + 1)} | {frames})
     decoder = model.decoder_stream(1)
     per_chunk: list[float] = []
     start = 0

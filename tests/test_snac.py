@@ -243,15 +243,16 @@ def small_24k():
     return ours_like(random_reference(config, seed=12), config, torch.float32)
 
 
+@pytest.mark.parametrize("decode_every", ["token", "frame"])
 @pytest.mark.parametrize("pattern", ["one", "bursts", "jitter", "all"])
-def test_orpheus_tokens_decode_like_offline(small_24k, pattern):
+def test_orpheus_tokens_decode_like_offline(small_24k, pattern, decode_every):
     model = small_24k
     codes = [torch.randint(0, 4096, (1, n)) for n in (6, 12, 24)]
     codes[0][0, 0] = 0  # code 0 is a valid token
     codes[2][0, 5] = 0
     ids = orpheus_token_ids(codes)
     assert len(ids) == 42 and ids[0] == 128266 and min(ids) >= 128266
-    decoder = OrpheusDecoder(model, noise_seed=7)
+    decoder = OrpheusDecoder(model, noise_seed=7, decode_every=decode_every)
     sizes = {"one": [1] * 42, "bursts": [7, 14, 21], "jitter": chunk_sizes(42, "random", seed=1, max_size=9), "all": [42]}[pattern]
     pieces, start = [], 0
     for size in sizes:
@@ -265,11 +266,14 @@ def test_orpheus_tokens_decode_like_offline(small_24k, pattern):
 
 
 def test_orpheus_audio_starts_within_the_third_frame(small_24k):
-    decoder = OrpheusDecoder(small_24k)
     ids = orpheus_token_ids([torch.randint(0, 4096, (1, n)) for n in (6, 12, 24)])
+    decoder = OrpheusDecoder(small_24k)
     first_audio = next(i for i, t in enumerate(ids) if decoder.push(t).shape[-1])
     # Latent frame 9 (4757 samples of lookahead ≈ 9.3 frames) needs L2[9]: token 4 of frame 2.
     assert first_audio == 2 * 7 + 3
+    decoder = OrpheusDecoder(small_24k, decode_every="frame")
+    first_audio = next(i for i, t in enumerate(ids) if decoder.push(t).shape[-1])
+    assert first_audio == 2 * 7 + 6  # the whole third frame
 
 
 def test_orpheus_malformed_tokens(small_24k):

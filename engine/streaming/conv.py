@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .framing import FramedModule, PadMode
-from .kernels import GEMM_MAX_FRAMES, conv1d_gemm
+from .kernels import GEMM_MAX_FRAMES, conv1d_gemm, depthwise_conv1d_gemm
+from .module import StreamContext
 
 __all__ = ["StreamingConv1d"]
 
@@ -62,6 +63,9 @@ class StreamingConv1d(FramedModule):
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, kernel_size))
         self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
         self.reset_parameters()
+        # A 1x1 conv without padding needs no history: it skips the framing machinery.
+        self._pointwise = kernel_size == 1 and stride == 1 and self.padding == (0, 0)
+        self._depthwise = groups == in_channels == out_channels and groups > 1
 
     def reset_parameters(self) -> None:
         # The initialisation nn.Conv1d uses, so random models look like freshly built ones.
@@ -78,7 +82,21 @@ class StreamingConv1d(FramedModule):
             f"padding={self.padding}, pad_mode={self.pad_mode!r}, pad_to_stride={self.pad_to_stride}"
         )
 
+    def step(self, x: Tensor, ctx: StreamContext) -> Tensor:
+        if self._pointwise:
+            return self._compute(x, x.shape[-1]) if x.shape[-1] else self._empty(x)
+        return super().step(x, ctx)
+
+    def flush(self, ctx: StreamContext) -> Tensor | None:
+        return None if self._pointwise else super().flush(ctx)
+
+    def output_count(self, n_in: int) -> int:
+        return n_in if self._pointwise else super().output_count(n_in)
+
     def _compute(self, windows: Tensor, n_out: int) -> Tensor:
-        if n_out <= GEMM_MAX_FRAMES and self.groups == 1:
-            return conv1d_gemm(windows, self.weight, self.bias, self.stride, self.dilation, n_out)
+        if n_out <= GEMM_MAX_FRAMES:
+            if self.groups == 1:
+                return conv1d_gemm(windows, self.weight, self.bias, self.stride, self.dilation, n_out)
+            if self._depthwise:
+                return depthwise_conv1d_gemm(windows, self.weight, self.bias, self.stride, self.dilation, n_out)
         return F.conv1d(windows, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)

@@ -13,7 +13,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["GEMM_MAX_FRAMES", "conv1d_gemm", "conv_transpose1d_gemm", "lstm_gemm", "overlap_add"]
+__all__ = [
+    "GEMM_MAX_FRAMES",
+    "conv1d_gemm",
+    "depthwise_conv1d_gemm",
+    "conv_transpose1d_gemm",
+    "lstm_gemm",
+    "overlap_add",
+]
 
 GEMM_MAX_FRAMES = 32
 
@@ -35,6 +42,17 @@ def conv1d_gemm(x: Tensor, weight: Tensor, bias: Tensor | None, stride: int, dil
     else:
         out = columns @ flat_weight
     return out.view(batch, n_out, out_channels).transpose(1, 2)
+
+
+def depthwise_conv1d_gemm(x: Tensor, weight: Tensor, bias: Tensor | None, stride: int, dilation: int, n_out: int) -> Tensor:
+    """Depthwise ``F.conv1d`` (``groups = channels``, weight ``[C, 1, k]``) for ``n_out`` frames,
+    as one batched matrix-vector product over strided windows."""
+    batch, channels, _ = x.shape
+    kernel = weight.shape[-1]
+    s_b, s_c, s_t = x.stride()
+    windows = x.as_strided((batch, channels, n_out, kernel), (s_b, s_c, stride * s_t, dilation * s_t))
+    out = torch.matmul(windows, weight[:, 0, :, None])[..., 0]
+    return out + bias[:, None] if bias is not None else out
 
 
 def overlap_add(frames: Tensor, hop: int) -> Tensor:

@@ -12,14 +12,21 @@ tokens, keep samples 2048..4096), as the baseline the benchmark measures ours ag
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import Tensor
 
 from ..errors import CodeRangeError, OptionError, StreamStateError
 
-__all__ = ["OrpheusDecoder", "OrpheusWindowDecoder", "orpheus_token_ids", "AUDIO_TOKEN_BASE", "SLOT_LEVELS"]
+__all__ = [
+    "OrpheusDecoder",
+    "OrpheusWindowDecoder",
+    "orpheus_token_ids",
+    "compare_with_window_baseline",
+    "AUDIO_TOKEN_BASE",
+    "SLOT_LEVELS",
+]
 
 AUDIO_TOKEN_BASE = 128266
 CODEBOOK_SIZE = 4096
@@ -63,11 +70,20 @@ class OrpheusDecoder:
     :class:`~codecstream.StreamStateError` (an utterance that ends mid-frame).
     """
 
-    def __init__(self, model: Any, *, noise: bool = True, noise_seed: int = 0) -> None:
+    def __init__(self, model: Any, *, noise: bool = True, noise_seed: int = 0, decode_every: str = "token") -> None:
+        """``decode_every="token"`` decodes each latent frame as soon as its codes are in
+        (lowest latency); ``"frame"`` decodes once per 7-token frame: the same audio, up to 3
+        latent frames (64 ms) later, for much less compute on CPUs where re-reading the
+        decoder's weights per latent frame dominates."""
         _check_model(model)
+        if decode_every not in ("token", "frame"):
+            raise OptionError(f"decode_every must be 'token' or 'frame', got {decode_every!r}")
         self.model = model
+        self.decode_every = decode_every
         self.stream = model.decoder_stream(1, noise=noise, noise_seed=noise_seed)
         self.tokens_in = 0
+        self._held: list[list[int]] = [[], [], []]  # codes received, not yet pushed, per level
+        self._pushed = [0, 0, 0]  # codes pushed per level
 
     @property
     def latency(self) -> int:
@@ -75,7 +91,6 @@ class OrpheusDecoder:
         return self.stream.latency
 
     def push(self, token_ids: int | Iterable[int] | Tensor) -> Tensor:
-        levels: list[list[int]] = [[], [], []]
         for token in _as_ids(token_ids):
             slot = self.tokens_in % TOKENS_PER_FRAME
             code = token - AUDIO_TOKEN_BASE - slot * CODEBOOK_SIZE
@@ -91,10 +106,17 @@ class OrpheusDecoder:
                     f"{AUDIO_TOKEN_BASE}..{AUDIO_TOKEN_BASE + TOKENS_PER_FRAME * CODEBOOK_SIZE - 1}); "
                     "filter out text and control tokens before decoding"
                 )
-            levels[SLOT_LEVELS[slot]].append(code)
+            self._held[SLOT_LEVELS[slot]].append(code)
             self.tokens_in += 1
-        device = self.model.device
-        codes = [torch.tensor([level], dtype=torch.long, device=device).view(1, -1) for level in levels]
+        if self.decode_every == "frame":
+            frames = self.tokens_in // TOKENS_PER_FRAME  # release whole frames only
+            counts = [frames * per_frame - pushed for per_frame, pushed in zip((1, 2, 4), self._pushed)]
+        else:
+            counts = [len(level) for level in self._held]
+        ready = [level[:count] for level, count in zip(self._held, counts)]
+        self._held = [level[count:] for level, count in zip(self._held, counts)]
+        self._pushed = [pushed + count for pushed, count in zip(self._pushed, counts)]
+        codes = [torch.tensor(level, dtype=torch.long, device=self.model.device).view(1, -1) for level in ready]
         return self.stream.push(codes)
 
     def flush(self) -> Tensor:
@@ -107,6 +129,7 @@ class OrpheusDecoder:
     def reset(self) -> None:
         self.stream.reset()
         self.tokens_in = 0
+        self._held, self._pushed = [[], [], []], [0, 0, 0]
 
 
 class OrpheusWindowDecoder:
@@ -121,11 +144,17 @@ class OrpheusWindowDecoder:
     window_tokens = 28
     keep = (2048, 4096)
 
-    def __init__(self, model: Any, *, noise: bool = False) -> None:
+    def __init__(self, model: Any, *, decode: Callable[[list[Tensor]], Tensor] | None = None) -> None:
+        """``decode``: how a window is decoded (Orpheus calls the ``snac`` package's
+        ``SNAC.decode``); by default ``model``'s own offline decode with noise off."""
         _check_model(model)
         self.model = model
-        self.noise = noise
+        self.decode = decode or self._decode_offline
         self.tokens: list[int] = []
+
+    def _decode_offline(self, codes: list[Tensor]) -> Tensor:
+        stream = self.model.decoder_stream(1, noise=False)
+        return torch.cat([stream.push(codes), stream.flush()], dim=-1)
 
     def push(self, token_id: int) -> Tensor | None:
         self.tokens.append(int(token_id))
@@ -138,11 +167,87 @@ class OrpheusWindowDecoder:
             slot = position % TOKENS_PER_FRAME
             codes[SLOT_LEVELS[slot]].append(token - AUDIO_TOKEN_BASE - slot * CODEBOOK_SIZE)
         tensors = [torch.tensor([level], dtype=torch.long, device=self.model.device) for level in codes]
-        stream = self.model.decoder_stream(1, noise=self.noise, noise_seed=len(self.tokens))
-        audio = torch.cat([stream.push(tensors), stream.flush()], dim=-1)
+        with torch.inference_mode():
+            audio = self.decode(tensors)
         return audio[..., self.keep[0] : self.keep[1]]
 
     def emitted_start(self, count: int) -> int:
         """Absolute start sample of the chunk emitted after ``count`` tokens."""
         frames = count // TOKENS_PER_FRAME
         return (frames - 3) * 2048
+
+
+def compare_with_window_baseline(
+    model: Any, codes: list[Tensor], *, window_decode: Callable[[list[Tensor]], Tensor] | None = None, package: str = "codecstream"
+) -> dict[str, Any]:
+    """Decode the Orpheus tokens of ``codes`` token by token with :class:`OrpheusDecoder` and
+    with :class:`OrpheusWindowDecoder` (its windows decoded by ``window_decode``), noise off in
+    both; report compute per second of audio, error against the offline decode, lookahead and
+    the tokens before the first audio."""
+    import time
+
+    ids = orpheus_token_ids([c[:1] for c in codes])
+    frames = len(ids) // TOKENS_PER_FRAME
+    quiet = model.decoder_stream(1, noise=False)
+    with torch.inference_mode():
+        offline = torch.cat([quiet.push([c[:1] for c in codes]), quiet.flush()], dim=-1)
+    peak = float(offline.abs().max()) or 1.0
+    rate = model.sample_rate
+
+    def run_ours(decode_every: str) -> dict[str, Any]:
+        ours = OrpheusDecoder(model, noise=False, decode_every=decode_every)
+        pieces, first_audio_token = [], None
+        started = time.perf_counter()
+        for index, token in enumerate(ids):
+            piece = ours.push(token)
+            if first_audio_token is None and piece.shape[-1]:
+                first_audio_token = index + 1
+            pieces.append(piece)
+        pieces.append(ours.flush())
+        elapsed = time.perf_counter() - started
+        audio = torch.cat(pieces, dim=-1)
+        wait = 0 if decode_every == "token" else 3 * model.hop_length  # a frame's first latent waits for its last
+        return {
+            "compute_s": elapsed,
+            "compute_per_audio_s": elapsed / (audio.shape[-1] / rate),
+            "max_error": float((audio - offline).abs().max()) / peak,
+            "lookahead_samples": ours.latency + wait,
+            "lookahead_ms": 1000 * (ours.latency + wait) / rate,
+            "first_audio_after_tokens": first_audio_token,
+            "emitted_s": audio.shape[-1] / rate,
+        }
+
+    per_token, per_frame = run_ours("token"), run_ours("frame")
+
+    baseline = OrpheusWindowDecoder(model, decode=window_decode)
+    errors, emitted, baseline_first = [], 0, None
+    started = time.perf_counter()
+    for count, token in enumerate(ids, start=1):
+        chunk = baseline.push(token)
+        if chunk is not None:
+            if baseline_first is None:
+                baseline_first = count
+            begin = baseline.emitted_start(count)
+            errors.append(float((chunk - offline[..., begin : begin + chunk.shape[-1]]).abs().max()))
+            emitted += chunk.shape[-1]
+    baseline_s = time.perf_counter() - started
+
+    seconds = offline.shape[-1] / rate
+    return {
+        "frames": frames,
+        "tokens": len(ids),
+        "audio_s": seconds,
+        "ours_per_token": per_token,
+        "ours_per_frame": per_frame,
+        "window_baseline": {
+            "decoded_by": package,
+            "compute_per_audio_s": baseline_s / (emitted / rate) if emitted else float("inf"),
+            "max_error": max(errors) / peak if errors else float("nan"),
+            "lookahead_samples": 3 * 2048,  # frame j-2 is emitted when frame j completes
+            "lookahead_ms": 1000 * 3 * 2048 / rate,
+            "first_audio_after_tokens": baseline_first,
+            "emitted_s": emitted / rate,
+        },
+        "compute_ratio_baseline_over_ours_per_token": (baseline_s / max(emitted, 1)) / (per_token["compute_s"] / offline.shape[-1]),
+        "compute_ratio_baseline_over_ours_per_frame": (baseline_s / max(emitted, 1)) / (per_frame["compute_s"] / offline.shape[-1]),
+    }

@@ -63,21 +63,29 @@ def build_encoder(config: SnacConfig) -> StreamingSequential:
 class PositionalNoise:
     """Standard normal noise that depends only on (seed, layer, absolute sample index), so any
     chunking, and the offline decode, draw the same values. Generated in blocks of
-    ``block`` samples, each from its own seeded generator."""
+    ``block`` samples, each from its own seeded generator; the last block is kept."""
 
     block = 4096
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
+        self._cached: dict[int, tuple[int, Tensor]] = {}  # layer -> (block index, values)
+
+    def _block(self, layer: int, index: int) -> Tensor:
+        cached = self._cached.get(layer)
+        if cached is not None and cached[0] == index:
+            return cached[1]
+        key = (self.seed * 0x9E3779B97F4A7C15 + layer * 0xBF58476D1CE4E5B9 + index) % (1 << 63)
+        values = torch.randn(self.block, generator=torch.Generator().manual_seed(key), dtype=torch.float64)
+        self._cached[layer] = (index, values)
+        return values
 
     def values(self, layer: int, start: int, count: int, *, dtype: torch.dtype, device: torch.device) -> Tensor:
         first, last = start // self.block, (start + count - 1) // self.block
-        pieces = []
-        for index in range(first, last + 1):
-            key = (self.seed * 0x9E3779B97F4A7C15 + layer * 0xBF58476D1CE4E5B9 + index) % (1 << 63)
-            pieces.append(torch.randn(self.block, generator=torch.Generator().manual_seed(key), dtype=torch.float64))
+        pieces = [self._block(layer, index) for index in range(first, last + 1)]
         offset = start - first * self.block
-        return torch.cat(pieces)[offset : offset + count].to(device=device, dtype=dtype)
+        joined = pieces[0] if len(pieces) == 1 else torch.cat(pieces)
+        return joined[offset : offset + count].to(device=device, dtype=dtype)
 
 
 @dataclass

@@ -14,7 +14,7 @@ from .codec import SnacCodec
 from .config import SnacConfig
 from .layers import PositionalNoise
 
-__all__ = ["build_reference", "positional_noise_in", "reference_roundtrip"]
+__all__ = ["build_reference", "positional_noise_in", "quiet_reference_decoder", "reference_roundtrip"]
 
 
 def build_reference(config: SnacConfig, state: dict[str, Tensor] | None = None) -> Any:
@@ -80,3 +80,20 @@ def reference_roundtrip(model: SnacCodec, audio: Tensor, codes: list[Tensor], op
             return reference.decode(codes)
 
     return Reference("snac", roundtrip, decode)
+
+
+def quiet_reference_decoder(model: SnacCodec) -> Any:
+    """``codes -> audio`` by the ``snac`` package holding ``model``'s weights, noise off (its
+    noise blocks pass their input through), as a window decoder for the Orpheus baseline."""
+    from snac.layers import NoiseBlock
+
+    reference = build_reference(model.config, model.state_dict()).to(device=model.device, dtype=model.dtype)
+    for block in reference.modules():
+        if isinstance(block, NoiseBlock):
+            block.forward = lambda x: x  # type: ignore[method-assign]
+
+    def decode(codes: list[Tensor]) -> Tensor:
+        with torch.no_grad():
+            return reference.decode(codes)
+
+    return decode
