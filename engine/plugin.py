@@ -21,6 +21,7 @@ from .validation import check_audio
 
 if TYPE_CHECKING:
     from .streams import DecoderStream, EncoderStream
+    from .windowed import WindowedDecoderStream
 
 __all__ = ["Codec", "CodeLevel", "TokenSpec"]
 
@@ -120,12 +121,46 @@ class Codec(nn.Module):
         _check_options(self.encoder_options, options, f"{self.name} encoder")
         return EncoderStream(self, batch_size, sample_rate=sample_rate, options=self.encoder_options(**options))
 
-    def decoder_stream(self, batch_size: int = 1, **options: Any) -> "DecoderStream":
-        """A stream that turns codes pushed in chunks of any number of frames into audio."""
+    def decoder_stream(
+        self,
+        batch_size: int = 1,
+        *,
+        mode: str = "exact",
+        lookahead_frames: int | None = None,
+        context_frames: int | None = None,
+        block_frames: int | None = None,
+        crossfade_frames: int = 0,
+        **options: Any,
+    ) -> "DecoderStream | WindowedDecoderStream":
+        """A stream that turns codes pushed in chunks of any number of frames into audio.
+
+        ``mode="exact"`` (the default where the model allows it) equals the offline decode.
+        ``mode="windowed"`` re-decodes windows of ``context_frames`` + ``block_frames`` +
+        ``lookahead_frames`` frames and cross-fades ``crossfade_frames`` between them: lower
+        latency for an error the caller measures (see :mod:`codecstream.windowed`).
+        ``options`` are the model's decoder options (SNAC: ``noise``, ``noise_seed``).
+        """
         from .streams import DecoderStream
+        from .windowed import WindowedDecoderStream
 
         _check_options(self.decoder_options, options, f"{self.name} decoder")
-        return DecoderStream(self, batch_size, options=self.decoder_options(**options))
+        if mode == "exact":
+            if lookahead_frames is not None or context_frames is not None or block_frames is not None or crossfade_frames:
+                raise OptionError("lookahead_frames, context_frames, block_frames and crossfade_frames need mode='windowed'")
+            return DecoderStream(self, batch_size, options=self.decoder_options(**options))
+        if mode != "windowed":
+            raise OptionError(f"mode must be 'exact' or 'windowed', got {mode!r}")
+        if lookahead_frames is None:
+            raise OptionError("mode='windowed' needs lookahead_frames")
+        return WindowedDecoderStream(
+            self,
+            batch_size,
+            lookahead_frames=lookahead_frames,
+            context_frames=context_frames,
+            block_frames=block_frames if block_frames is not None else self.decoder_alignment,
+            crossfade_frames=crossfade_frames,
+            options=options,
+        )
 
     # -- plugin hooks: encoder side -----------------------------------------------------
     def encoder_options(self, **options: Any) -> Any:
@@ -184,6 +219,12 @@ class Codec(nn.Module):
     def decoder_samples(self, n_frames: int) -> int:
         """Samples ``decoder_step`` has returned in total after ``n_frames`` frames."""
         raise NotImplementedError
+
+    @property
+    def decoder_alignment(self) -> int:
+        """Windows of codes must start at multiples of this many frames (SNAC: its coarsest
+        code's span, or its attention block)."""
+        return 1
 
     # -- code containers ----------------------------------------------------------------
     def empty_codes(self, batch_size: int, options: Any) -> Any:

@@ -42,6 +42,8 @@ class ModelSpec:
         hub_id: default Hugging Face repository for ``weights=None``.
         hub_patterns: files to fetch from the hub (glob patterns).
         ignore_keys: regexes of checkpoint keys that are training-only and may be dropped.
+        locate_default: where the published weights are when they come with an installed
+            package rather than from the hub (``weights=None`` uses it first).
         reference: for benchmarks, ``(model, audio, codes, options) -> Reference``: the
             upstream package's offline model with the same weights; raises ImportError when that
             package is not installed.
@@ -55,6 +57,7 @@ class ModelSpec:
     hub_id: str | None = None
     hub_patterns: tuple[str, ...] = ()
     ignore_keys: tuple[str, ...] = field(default=())
+    locate_default: Callable[[], Path] | None = None
     reference: Callable[[Codec, torch.Tensor, Any, dict[str, Any]], "Reference"] | None = None
 
 
@@ -150,10 +153,13 @@ def load(
             torch.manual_seed(seed)
             model = spec.build(spec.default_config)
     else:
-        source = weights if weights is not None else spec.hub_id
-        if source is None:
-            raise OptionError(f"{name} has no published weights to download; pass weights=PATH or 'random'")
-        path = resolve_weights(source, hub_patterns=spec.hub_patterns, model_name=name)
+        if weights is None and spec.locate_default is not None:
+            path = spec.locate_default()
+        else:
+            source = weights if weights is not None else spec.hub_id
+            if source is None:
+                raise OptionError(f"{name} has no published weights to download; pass weights=PATH or 'random'")
+            path = resolve_weights(source, hub_patterns=spec.hub_patterns, model_name=name)
         config, state = spec.read_weights(path)
         model = spec.build(config)
         load_state(model, fold_weight_norm(state, dtype), ignore=spec.ignore_keys, source=str(path))

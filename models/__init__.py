@@ -12,8 +12,9 @@ __all__ = ["builtin_specs"]
 
 def builtin_specs() -> Iterator["ModelSpec"]:
     """Every built-in model spec (imports the families lazily)."""
-    from . import encodec, snac, vocos
+    from . import encodec, hifigan, snac, vocos
 
     yield from encodec.SPECS
     yield from vocos.SPECS
     yield from snac.SPECS
+    yield from hifigan.SPECS

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from .module import StreamContext, StreamingModule, cat_time
 
-__all__ = ["StreamingSequential", "Residual"]
+__all__ = ["StreamingSequential", "Residual", "AlignedSum"]
 
 
 class StreamingSequential(StreamingModule[None]):
@@ -130,3 +130,54 @@ class Residual(StreamingModule[ResidualState]):
         ]
         return min(counts)
 
+
+@dataclass
+class AlignedSumState:
+    pending: list[Tensor | None]  # per branch, output waiting for the other branches
+
+
+class AlignedSum(StreamingModule[AlignedSumState]):
+    """``(branch_0(x) + branch_1(x) + ...) / divisor``, the branches aligned in time (HiFi-GAN's
+    multi-receptive-field fusion: branches with different lookaheads wait for each other).
+    Children are named ``0, 1, ...``; the sum runs left to right, as the reference does."""
+
+    def __init__(self, *branches: nn.Module, divisor: float = 1.0) -> None:
+        super().__init__()
+        for index, branch in enumerate(branches):
+            self.add_module(str(index), branch)
+        self.divisor = divisor
+
+    def _branches(self) -> list[nn.Module]:
+        return list(self._modules.values())  # type: ignore[arg-type]
+
+    def _sum(self, state: AlignedSumState, outputs: list[Tensor | None]) -> Tensor | None:
+        joined = [cat_time(old, new) for old, new in zip(state.pending, outputs)]
+        if any(j is None for j in joined):
+            state.pending = joined
+            return None
+        n = min(j.shape[-1] for j in joined)  # type: ignore[union-attr]
+        state.pending = [j[..., n:] if j.shape[-1] > n else None for j in joined]  # type: ignore[union-attr]
+        total = joined[0][..., :n]  # type: ignore[index]
+        for j in joined[1:]:
+            total = total + j[..., :n]  # type: ignore[index]
+        return total / self.divisor if self.divisor != 1.0 else total
+
+    def step(self, x: Tensor, ctx: StreamContext) -> Tensor:
+        state = ctx.get(self)
+        if state is None:
+            state = AlignedSumState(pending=[None] * len(self._modules))
+            ctx.set(self, state)
+        out = self._sum(state, [b.step(x, ctx) for b in self._branches()])  # type: ignore[operator]
+        return out if out is not None else x[:, :0]
+
+    def flush(self, ctx: StreamContext) -> Tensor | None:
+        state = ctx.get(self)
+        if state is None:
+            return None
+        out = self._sum(state, [b.flush(ctx) for b in self._branches()])  # type: ignore[operator]
+        if any(p is not None and p.shape[-1] for p in state.pending):
+            raise RuntimeError("aligned-sum branches end with different lengths")  # architecture error
+        return out if out is not None and out.shape[-1] else None
+
+    def output_count(self, n_in: int) -> int:
+        return min(b.output_count(n_in) for b in self._branches())  # type: ignore[operator]

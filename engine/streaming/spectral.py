@@ -89,7 +89,9 @@ class StreamingLogMel(FramedModule):
         padding: samples of padding on each side (Vocos ``center``: ``n_fft // 2``; HiFi-GAN:
             ``(n_fft - hop) // 2``).
         pad_mode: ``"reflect"`` for both published models.
-        filterbank: ``[n_fft // 2 + 1, n_mels]``; a buffer, so a checkpoint's own copy is used.
+        filterbank: ``[n_fft // 2 + 1, n_mels]``.
+        persistent: whether ``window`` and ``filterbank`` are part of the state dict (a
+            checkpoint that carries them, like Vocos's, then supplies its own copies).
     """
 
     def __init__(
@@ -102,6 +104,7 @@ class StreamingLogMel(FramedModule):
         pad_mode: PadMode = "reflect",
         log_floor: float = 1e-7,
         magnitude_eps: float = 0.0,
+        persistent: bool = True,
     ) -> None:
         super().__init__(
             window=n_fft,
@@ -115,8 +118,9 @@ class StreamingLogMel(FramedModule):
         self.hop_length = hop_length
         self.log_floor = log_floor
         self.magnitude_eps = magnitude_eps
-        self.register_buffer("window", hann_window(n_fft))
-        self.register_buffer("filterbank", filterbank.to(torch.float32))
+        # Persistent when a checkpoint carries its own copies (Vocos), computed otherwise.
+        self.register_buffer("window", hann_window(n_fft), persistent=persistent)
+        self.register_buffer("filterbank", filterbank.to(torch.float32), persistent=persistent)
 
     @property
     def n_mels(self) -> int:

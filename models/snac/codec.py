@@ -72,6 +72,12 @@ class SnacCodec(Codec):
         """The codes a decoder needs for latent frames ``start:end`` that earlier slices lacked."""
         return [level[:, -(-start // s) : -(-end // s)] for level, s in zip(codes, self.config.vq_strides)]
 
+    @property
+    def decoder_alignment(self) -> int:
+        import math
+
+        return math.lcm(self.config.vq_strides[0], self.config.attn_window_size or 1)
+
     def codes_batch_size(self, codes: Any) -> int:
         return int(codes[0].shape[0]) if isinstance(codes, (list, tuple)) and codes else 1
 

@@ -1,0 +1,89 @@
+"""The HiFi-GAN plugins: audio → log-mel (its training frontend) and log-mel → audio."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from codecstream.errors import DTypeError, NonFiniteError, ShapeError
+from codecstream.plugin import Codec
+from codecstream.streaming import StreamContext
+from codecstream.streaming.spectral import StreamingLogMel, mel_filterbank
+from codecstream.validation import as_tensor
+
+from .config import HifiganConfig
+from .generator import build_generator
+
+__all__ = ["HifiganCodec"]
+
+
+class HifiganCodec(Codec):
+    """HiFi-GAN V1: ``encode`` is the mel frontend it was trained on (reflect padding of
+    ``(n_fft - hop) / 2``, no centring, magnitude with 1e-9 inside the root, Slaney mel, log
+    clipped at 1e-5); ``decode`` is the generator. ``T`` samples give ``T // hop`` frames
+    (for ``T`` a multiple of the hop) and ``F`` frames give ``F · hop`` samples, aligned: output
+    sample ``t`` resynthesises input sample ``t``.
+    """
+
+    def __init__(self, config: HifiganConfig, name: str = "hifigan") -> None:
+        super().__init__()
+        if config.win_size != config.n_fft:
+            raise ShapeError("this frontend needs win_size == n_fft (true of the published configs)")
+        self.config = config
+        self.name = name
+        self.sample_rate = config.sampling_rate
+        self.channels = 1
+        self.hop_length = config.hop_size
+        pad = (config.n_fft - config.hop_size) // 2
+        self.encoder = StreamingLogMel(
+            n_fft=config.n_fft,
+            hop_length=config.hop_size,
+            filterbank=mel_filterbank(
+                sample_rate=config.sampling_rate, n_fft=config.n_fft, n_mels=config.num_mels,
+                f_min=config.fmin, f_max=config.fmax, scale="slaney", norm="slaney",
+            ),
+            padding=(pad, pad),
+            pad_mode="reflect",
+            log_floor=1e-5,
+            magnitude_eps=1e-9,
+            persistent=False,  # jik876 checkpoints hold the generator only
+        )
+        self.decoder = build_generator(config)
+
+    # -- encoder side: the mel frontend -------------------------------------------------
+    def encoder_step(self, audio: Tensor, ctx: StreamContext, options: Any) -> Tensor:
+        return self.encoder.step(audio, ctx)
+
+    def encoder_flush(self, ctx: StreamContext, options: Any) -> Tensor | None:
+        return self.encoder.flush(ctx)
+
+    def encoder_frames(self, n_samples: int) -> int:
+        return self.encoder.output_count(n_samples)
+
+    def empty_codes(self, batch_size: int, options: Any) -> Tensor:
+        return torch.zeros(batch_size, self.config.num_mels, 0, dtype=self.dtype, device=self.device)
+
+    # -- decoder side: the generator ----------------------------------------------------
+    def check_codes(self, features: Any, batch_size: int | None = None) -> Tensor:
+        features = as_tensor(features, "mel features")
+        if not features.is_floating_point():
+            raise DTypeError(f"mel features must be floating point, got {features.dtype}")
+        mels = self.config.num_mels
+        if features.dim() != 3 or features.shape[1] != mels:
+            raise ShapeError(f"{self.name} decodes [batch, {mels}, frames] log-mel features, got shape {tuple(features.shape)}")
+        if batch_size is not None and features.shape[0] != batch_size:
+            raise ShapeError(f"this stream was opened for batch size {batch_size}, got {features.shape[0]}")
+        if features.numel() and not bool(torch.isfinite(features).all()):
+            raise NonFiniteError("mel features contain NaN or infinite values")
+        return features.to(device=self.device, dtype=self.dtype)
+
+    def decoder_step(self, features: Tensor, ctx: StreamContext, options: Any) -> Tensor:
+        return self.decoder.step(features, ctx)
+
+    def decoder_flush(self, ctx: StreamContext, options: Any) -> Tensor | None:
+        return self.decoder.flush(ctx)
+
+    def decoder_samples(self, n_frames: int) -> int:
+        return self.decoder.output_count(n_frames)
