@@ -5,6 +5,7 @@
     codecstream decode IN.codes OUT.wav
     codecstream roundtrip IN.wav OUT.wav --model encodec-24khz --chunk-ms 20
     codecstream bench --model encodec-24khz --weights random
+    codecstream latency-report --model hifigan-universal
 
 Files are processed through the same streams a live application uses, ``--chunk-ms`` at a
 time; the output is identical whatever the chunk size.
@@ -114,6 +115,17 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, default=3, help="offline runs to take the median of (default: 3)")
     bench.add_argument("--json", type=Path, default=Path("bench-results") / "bench.json", help="where to write the results")
     bench.add_argument("--no-reference", action="store_true", help="skip the reference package")
+
+    report = sub.add_parser("latency-report", help="SNR and log-mel distance against latency, windowed vs exact, on real speech")
+    report.add_argument("--model", default="hifigan-universal", help="a model whose encode is a frontend (default: hifigan-universal)")
+    report.add_argument("--weights", default=None, help="checkpoint (default: the published weights)")
+    report.add_argument("--voices", nargs="+", default=["espeak", "piper"], help="speech sources (espeak, piper)")
+    report.add_argument("--lookahead", type=int, nargs="+", default=[0, 1, 2, 4, 8, 16], help="lookahead frames R of the windowed streams")
+    report.add_argument("--context-frames", type=int, default=None, help="left context L (default: enough for the receptive field)")
+    report.add_argument("--block-frames", type=int, default=4, help="frames decoded per window (default: 4)")
+    report.add_argument("--text", default=None, help="what the voices say")
+    report.add_argument("--json", type=Path, default=Path("bench-results") / "latency_quality.json")
+    report.add_argument("--png", type=Path, default=Path("bench-results") / "latency_quality.png")
     return parser
 
 
@@ -253,12 +265,36 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_latency_report(args: argparse.Namespace) -> int:
+    from .report import DEFAULT_TEXT, format_table, latency_quality, write_json, write_plot
+
+    text = args.text or DEFAULT_TEXT
+    rows = latency_quality(
+        args.model, weights=args.weights, voices=args.voices, lookaheads=args.lookahead,
+        context_frames=args.context_frames, block_frames=args.block_frames, text=text,
+    )
+    settings = {
+        "model": args.model, "voices": args.voices, "lookahead_frames": args.lookahead,
+        "context_frames": args.context_frames, "block_frames": args.block_frames, "text": text,
+        "torch_threads": torch.get_num_threads(),
+    }
+    write_json(args.json, rows, settings)
+    print(format_table(rows))
+    try:
+        write_plot(args.png, rows, f"{args.model}: latency against quality ({args.block_frames}-frame blocks)")
+        print(f"wrote {args.json} and {args.png}")
+    except ImportError:
+        print(f"wrote {args.json}; install matplotlib (codecstream[report]) for the plot")
+    return 0
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "list": _cmd_list,
     "encode": _cmd_encode,
     "decode": _cmd_decode,
     "roundtrip": _cmd_roundtrip,
     "bench": _cmd_bench,
+    "latency-report": _cmd_latency_report,
 }
 
 
