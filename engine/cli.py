@@ -1,5 +1,6 @@
 """The ``codecstream`` command line.
 
+    codecstream loopback                      # microphone -> HiFi-GAN -> speaker, live
     codecstream list
     codecstream encode IN.wav OUT.codes --model encodec-24khz --bandwidth 6
     codecstream decode IN.codes OUT.wav
@@ -115,6 +116,20 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, default=3, help="offline runs to take the median of (default: 3)")
     bench.add_argument("--json", type=Path, default=Path("bench-results") / "bench.json", help="where to write the results")
     bench.add_argument("--no-reference", action="store_true", help="skip the reference package")
+
+    loop = sub.add_parser("loopback", help="microphone (or file) -> model -> speaker (or file), in real time")
+    loop.add_argument("--model", default="hifigan-universal", help="model to run (default: HiFi-GAN resynthesis with its real weights)")
+    loop.add_argument("--weights", default=None, help="checkpoint (default: the published weights)")
+    loop.add_argument("--backend", choices=["sounddevice", "pyaudio"], default="sounddevice")
+    loop.add_argument("--input-device", default=None, help="input device name or index (default: the system's)")
+    loop.add_argument("--output-device", default=None, help="output device name or index (default: the system's)")
+    loop.add_argument("--input", type=Path, default=None, help="read this audio file instead of a device")
+    loop.add_argument("--output", type=Path, default=None, help="write this WAV file instead of playing")
+    loop.add_argument("--block-ms", type=float, default=80.0, help="processing block, rounded to model hops (default: 80)")
+    loop.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: until the input ends or Ctrl-C)")
+    loop.add_argument("--realtime", action="store_true", help="pace --input in real time (default: as fast as possible)")
+    loop.add_argument("--json", type=Path, default=None, help="write the final metrics here")
+    loop.add_argument("--quiet", action="store_true", help="no live status line")
 
     report = sub.add_parser("latency-report", help="SNR and log-mel distance against latency, windowed vs exact, on real speech")
     report.add_argument("--model", default="hifigan-universal", help="a model whose encode is a frontend (default: hifigan-universal)")
@@ -288,6 +303,26 @@ def _cmd_latency_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_loopback(args: argparse.Namespace) -> int:
+    from .loopback import LoopbackConfig, run_loopback
+
+    metrics = run_loopback(
+        LoopbackConfig(
+            model=args.model, weights=args.weights, backend=args.backend, input_device=args.input_device,
+            output_device=args.output_device, input_file=args.input, output_file=args.output, block_ms=args.block_ms,
+            duration_s=args.duration, realtime_file=args.realtime, metrics_json=args.json, status=not args.quiet,
+        )
+    )
+    print(
+        f"{metrics['audio_seconds']:.1f} s through {metrics['model']}: latency {metrics['total_ms']:.1f} ms "
+        f"(model {metrics['algorithmic_ms']:.1f} + buffers {metrics['buffering_ms']:.1f} + compute {metrics['compute_ms']:.1f} "
+        f"+ device {metrics['device_ms']:.1f}), RTF {metrics['rtf']:.2f}, xruns {metrics['xruns']}"
+        + ("" if metrics["keeping_up"] else " -- this machine cannot run the model in real time")
+        + (f"; wrote {metrics['output_file']}" if "output_file" in metrics else "")
+    )
+    return 0
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "list": _cmd_list,
     "encode": _cmd_encode,
@@ -295,6 +330,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "roundtrip": _cmd_roundtrip,
     "bench": _cmd_bench,
     "latency-report": _cmd_latency_report,
+    "loopback": _cmd_loopback,
 }
 
 

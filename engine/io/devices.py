@@ -1,0 +1,319 @@
+"""Sound-card input and output through sounddevice or PyAudio (both PortAudio).
+
+The callbacks follow sounddevice's rules: they copy between the device buffer and a
+preallocated ring and return. No model, no audio-sized allocation, no logging, nothing that
+can raise: a device's trouble flags are only counted. The output side holds a prefill cushion
+before it starts playing, then plays whatever the ring has, silence on a shortfall.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from ..errors import CodecStreamError
+from ..runtime.ring import RingBuffer
+from .base import AudioSink, AudioSource
+
+__all__ = [
+    "DeviceError",
+    "list_devices",
+    "has_input_device",
+    "has_output_device",
+    "open_source",
+    "open_sink",
+    "SoundDeviceSource",
+    "SoundDeviceSink",
+    "PyAudioSource",
+    "PyAudioSink",
+]
+
+BACKENDS = ("sounddevice", "pyaudio")
+
+
+class DeviceError(CodecStreamError):
+    """No such device, no PortAudio, or the device refused the stream."""
+
+
+def _sounddevice() -> Any:
+    try:
+        import sounddevice
+    except (ImportError, OSError) as exc:  # OSError: PortAudio library missing
+        raise DeviceError(f"sounddevice is unavailable ({exc}); pip install 'codecstream[audio]' and apt-get install libportaudio2") from exc
+    return sounddevice
+
+
+def list_devices() -> list[dict[str, Any]]:
+    """PortAudio's devices: ``name``, ``index``, ``max_input_channels``, ``max_output_channels``."""
+    sd = _sounddevice()
+    return [dict(d, index=i) for i, d in enumerate(sd.query_devices())]
+
+
+def _default_device(kind: str) -> bool:
+    try:
+        sd = _sounddevice()
+        sd.query_devices(kind=kind)
+        return True
+    except Exception:  # no PortAudio, no devices, no default
+        return False
+
+
+def has_input_device() -> bool:
+    return _default_device("input")
+
+
+def has_output_device() -> bool:
+    return _default_device("output")
+
+
+class _Prefill:
+    """Output-side state shared by both backends: hold silence until the cushion is full."""
+
+    def __init__(self, ring: RingBuffer, prefill_frames: int) -> None:
+        self.ring = ring
+        self.prefill_frames = prefill_frames
+        self.playing = False
+
+    def fill(self, out: np.ndarray) -> None:
+        if not self.playing:
+            if self.ring.available() < self.prefill_frames:
+                out.fill(0.0)
+                return
+            self.playing = True
+        self.ring.read_into(out)
+
+
+# -- sounddevice ----------------------------------------------------------------------------
+class SoundDeviceSource(AudioSource):
+    """Capture through ``sounddevice.InputStream``; ``device`` is an index, a name (substring)
+    or None for the system default."""
+
+    def __init__(self, device: int | str | None, sample_rate: int, channels: int = 1, *, block_frames: int = 0, latency: str | float = "low", ring_seconds: float = 2.0) -> None:
+        super().__init__(sample_rate, channels, ring_seconds=ring_seconds, policy="drop_oldest")
+        self.device, self.block_frames, self.latency = device, block_frames, latency
+        self._stream: Any = None
+
+    def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+        if status:
+            self.status_flags += 1
+        self.ring.write(indata)
+
+    def start(self) -> None:
+        sd = _sounddevice()
+        try:
+            self._stream = sd.InputStream(
+                device=self.device, samplerate=self.sample_rate, channels=self.channels, dtype="float32",
+                blocksize=self.block_frames, latency=self.latency, callback=self._callback,
+            )
+            self._stream.start()
+        except Exception as exc:
+            raise DeviceError(f"cannot open input device {self.device!r}: {exc}") from exc
+        self.device_latency_s = float(self._stream.latency)
+
+    def stop(self) -> None:
+        if self._stream is not None:
+            self._stream.stop()
+            self._stream.close()
+            self._stream = None
+
+
+class SoundDeviceSink(AudioSink):
+    """Playback through ``sounddevice.OutputStream`` from a ring, after ``prefill_frames``."""
+
+    def __init__(self, device: int | str | None, sample_rate: int, channels: int = 1, *, block_frames: int = 0, latency: str | float = "low", prefill_frames: int = 0, ring_seconds: float = 2.0) -> None:
+        super().__init__(sample_rate, channels)
+        self.device, self.block_frames, self.latency = device, block_frames, latency
+        self.ring = RingBuffer(max(1, int(ring_seconds * sample_rate)), channels, policy="drop_oldest")
+        self._prefill = _Prefill(self.ring, prefill_frames)
+        self._stream: Any = None
+
+    @property
+    def underruns(self) -> int:
+        return self.ring.underruns
+
+    @property
+    def playing(self) -> bool:
+        return self._prefill.playing
+
+    def buffered_frames(self) -> int:
+        return self.ring.available()
+
+    def _callback(self, outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+        if status:
+            self.status_flags += 1
+        self._prefill.fill(outdata)
+
+    def start(self) -> None:
+        sd = _sounddevice()
+        try:
+            self._stream = sd.OutputStream(
+                device=self.device, samplerate=self.sample_rate, channels=self.channels, dtype="float32",
+                blocksize=self.block_frames, latency=self.latency, callback=self._callback,
+            )
+            self._stream.start()
+        except Exception as exc:
+            raise DeviceError(f"cannot open output device {self.device!r}: {exc}") from exc
+        self.device_latency_s = float(self._stream.latency)
+
+    def write(self, frames: np.ndarray) -> None:
+        self.ring.write(frames)
+
+    def drain(self, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        if not self._prefill.playing and self.ring.available():
+            self._prefill.prefill_frames = 0  # the end: play what is there
+        while self.ring.available() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(self.device_latency_s)
+
+    def stop(self) -> None:
+        if self._stream is not None:
+            self._stream.stop()
+            self._stream.close()
+            self._stream = None
+
+
+# -- PyAudio --------------------------------------------------------------------------------
+def _pyaudio() -> Any:
+    try:
+        import pyaudio
+    except ImportError as exc:
+        raise DeviceError("PyAudio is unavailable; pip install 'codecstream[audio]' (needs portaudio19-dev to build)") from exc
+    return pyaudio
+
+
+def _pyaudio_index(audio: Any, device: int | str | None, kind: str) -> int | None:
+    if device is None or isinstance(device, int):
+        return device
+    channels = "maxInputChannels" if kind == "input" else "maxOutputChannels"
+    for index in range(audio.get_device_count()):
+        info = audio.get_device_info_by_index(index)
+        if device.lower() in str(info["name"]).lower() and info[channels] > 0:
+            return index
+    raise DeviceError(f"no {kind} device named like {device!r}")
+
+
+class PyAudioSource(AudioSource):
+    """Capture through a PyAudio callback stream."""
+
+    def __init__(self, device: int | str | None, sample_rate: int, channels: int = 1, *, block_frames: int = 256, ring_seconds: float = 2.0) -> None:
+        super().__init__(sample_rate, channels, ring_seconds=ring_seconds, policy="drop_oldest")
+        self.device, self.block_frames = device, block_frames
+        self._audio: Any = None
+        self._stream: Any = None
+
+    def _callback(self, in_data: bytes, frame_count: int, time_info: Any, status: int) -> tuple[None, int]:
+        if status:
+            self.status_flags += 1
+        self.ring.write(np.frombuffer(in_data, dtype=np.float32).reshape(-1, self.channels))
+        return None, self._continue
+
+    def start(self) -> None:
+        pyaudio = _pyaudio()
+        self._continue = pyaudio.paContinue
+        self._audio = pyaudio.PyAudio()
+        try:
+            self._stream = self._audio.open(
+                format=pyaudio.paFloat32, channels=self.channels, rate=self.sample_rate, input=True,
+                input_device_index=_pyaudio_index(self._audio, self.device, "input"),
+                frames_per_buffer=self.block_frames, stream_callback=self._callback,
+            )
+        except Exception as exc:
+            self._audio.terminate()
+            raise DeviceError(f"cannot open input device {self.device!r}: {exc}") from exc
+        self.device_latency_s = float(self._stream.get_input_latency())
+
+    def stop(self) -> None:
+        if self._stream is not None:
+            self._stream.stop_stream()
+            self._stream.close()
+            self._stream = None
+        if self._audio is not None:
+            self._audio.terminate()
+            self._audio = None
+
+
+class PyAudioSink(AudioSink):
+    """Playback through a PyAudio callback stream from a ring, after ``prefill_frames``."""
+
+    def __init__(self, device: int | str | None, sample_rate: int, channels: int = 1, *, block_frames: int = 256, prefill_frames: int = 0, ring_seconds: float = 2.0) -> None:
+        super().__init__(sample_rate, channels)
+        self.device, self.block_frames = device, block_frames
+        self.ring = RingBuffer(max(1, int(ring_seconds * sample_rate)), channels, policy="drop_oldest")
+        self._prefill = _Prefill(self.ring, prefill_frames)
+        self._out = np.zeros((8192, channels), dtype=np.float32)  # PyAudio asks for <= a few buffers
+        self._audio: Any = None
+        self._stream: Any = None
+
+    @property
+    def underruns(self) -> int:
+        return self.ring.underruns
+
+    @property
+    def playing(self) -> bool:
+        return self._prefill.playing
+
+    def buffered_frames(self) -> int:
+        return self.ring.available()
+
+    def _callback(self, in_data: Any, frame_count: int, time_info: Any, status: int) -> tuple[bytes, int]:
+        if status:
+            self.status_flags += 1
+        if frame_count > len(self._out):  # never seen with the sizes used here; stay safe
+            frame_count = len(self._out)
+        view = self._out[:frame_count]
+        self._prefill.fill(view)
+        return view.tobytes(), self._continue
+
+    def start(self) -> None:
+        pyaudio = _pyaudio()
+        self._continue = pyaudio.paContinue
+        self._audio = pyaudio.PyAudio()
+        try:
+            self._stream = self._audio.open(
+                format=pyaudio.paFloat32, channels=self.channels, rate=self.sample_rate, output=True,
+                output_device_index=_pyaudio_index(self._audio, self.device, "output"),
+                frames_per_buffer=self.block_frames, stream_callback=self._callback,
+            )
+        except Exception as exc:
+            self._audio.terminate()
+            raise DeviceError(f"cannot open output device {self.device!r}: {exc}") from exc
+        self.device_latency_s = float(self._stream.get_output_latency())
+
+    def write(self, frames: np.ndarray) -> None:
+        self.ring.write(frames)
+
+    def drain(self, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        if not self._prefill.playing and self.ring.available():
+            self._prefill.prefill_frames = 0
+        while self.ring.available() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(self.device_latency_s)
+
+    def stop(self) -> None:
+        if self._stream is not None:
+            self._stream.stop_stream()
+            self._stream.close()
+            self._stream = None
+        if self._audio is not None:
+            self._audio.terminate()
+            self._audio = None
+
+
+def open_source(backend: str, device: int | str | None, sample_rate: int, channels: int, block_frames: int) -> AudioSource:
+    if backend == "sounddevice":
+        return SoundDeviceSource(device, sample_rate, channels, block_frames=block_frames)
+    if backend == "pyaudio":
+        return PyAudioSource(device, sample_rate, channels, block_frames=block_frames or 256)
+    raise DeviceError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+
+
+def open_sink(backend: str, device: int | str | None, sample_rate: int, channels: int, block_frames: int, prefill_frames: int) -> AudioSink:
+    if backend == "sounddevice":
+        return SoundDeviceSink(device, sample_rate, channels, block_frames=block_frames, prefill_frames=prefill_frames)
+    if backend == "pyaudio":
+        return PyAudioSink(device, sample_rate, channels, block_frames=block_frames or 256, prefill_frames=prefill_frames)
+    raise DeviceError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
