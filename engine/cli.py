@@ -128,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     loop.add_argument("--block-ms", type=float, default=80.0, help="processing block, rounded to model hops (default: 80)")
     loop.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: until the input ends or Ctrl-C)")
     loop.add_argument("--realtime", action="store_true", help="pace --input in real time (default: as fast as possible)")
+    loop.add_argument("--save-input", type=Path, default=None, help="also write what the model heard to this WAV file")
     loop.add_argument("--json", type=Path, default=None, help="write the final metrics here")
     loop.add_argument("--quiet", action="store_true", help="no live status line")
 
@@ -310,7 +311,8 @@ def _cmd_loopback(args: argparse.Namespace) -> int:
         LoopbackConfig(
             model=args.model, weights=args.weights, backend=args.backend, input_device=args.input_device,
             output_device=args.output_device, input_file=args.input, output_file=args.output, block_ms=args.block_ms,
-            duration_s=args.duration, realtime_file=args.realtime, metrics_json=args.json, status=not args.quiet,
+            duration_s=args.duration, realtime_file=args.realtime, save_input=args.save_input,
+            metrics_json=args.json, status=not args.quiet,
         )
     )
     print(

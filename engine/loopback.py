@@ -39,6 +39,7 @@ class LoopbackConfig:
     block_ms: float = 80.0
     duration_s: float | None = None
     realtime_file: bool = False
+    save_input: Path | None = None
     metrics_json: Path | None = None
     status: bool = True
 
@@ -92,7 +93,10 @@ def run_loopback(config: LoopbackConfig, *, say: Callable[[str], None] | None = 
     no_devices = config.input_file is None and config.input_device is None and not has_input_device()
     source, _ = _open_source(config, model, block, say)
     sink = _open_sink(config, model, block, no_devices, say)
-    pipeline = Pipeline(model, source, sink, block_ms=config.block_ms)
+    recorder = WavFileSink(config.save_input, source.sample_rate, source.channels) if config.save_input else None
+    if recorder is not None:
+        recorder.start()
+    pipeline = Pipeline(model, source, sink, block_ms=config.block_ms, input_tap=recorder.write if recorder else None)
     say(
         f"{config.model}: {model.sample_rate} Hz, blocks of {1000 * block / model.sample_rate:.1f} ms; "
         f"input {type(source).__name__}, output {type(sink).__name__}"
@@ -102,7 +106,11 @@ def run_loopback(config: LoopbackConfig, *, say: Callable[[str], None] | None = 
     def show(metrics: Any) -> None:
         print("\r" + metrics.status_line(), end="", file=sys.stderr, flush=True)
 
-    ended = pipeline.run(duration_s=config.duration_s, on_status=show if config.status else None)
+    try:
+        ended = pipeline.run(duration_s=config.duration_s, on_status=show if config.status else None)
+    finally:
+        if recorder is not None:
+            recorder.stop()
     if config.status:
         print(file=sys.stderr)
     metrics = pipeline.metrics().to_dict()

@@ -42,6 +42,8 @@ class Pipeline:
     Args:
         block_ms: processing block, rounded to whole hops of the model.
         encoder_options / decoder_options: passed to ``encoder_stream`` / ``decoder_stream``.
+        input_tap: called (on the worker) with each block read from the source: what the
+            model heard, for recording or metering.
 
     Two ways to run it:
 
@@ -62,8 +64,10 @@ class Pipeline:
         block_ms: float = 80.0,
         encoder_options: dict[str, Any] | None = None,
         decoder_options: dict[str, Any] | None = None,
+        input_tap: Any = None,
     ) -> None:
         self.model = model
+        self.input_tap = input_tap  # called with each block taken from the source (what the model hears)
         self.source = source
         self.sink = sink
         self.block_frames = block_frames_for(model, block_ms)
@@ -155,6 +159,8 @@ class Pipeline:
     def _step(self) -> bool:
         """Process one block if there is one; False once a finite source is done."""
         block = self.source.read(self.source_block_frames, timeout=0.1)
+        if block is not None and self.input_tap is not None:
+            self.input_tap(block)
         if block is None:
             if self.source.finished and self.source.ring.available() == 0:
                 self._process(np.zeros((0, self.source.channels), np.float32), last=True)
