@@ -25,6 +25,9 @@ from .runtime.pipeline import Pipeline, block_frames_for
 __all__ = ["LoopbackConfig", "run_loopback", "bundled_clip"]
 
 DEFAULT_MODEL = "hifigan-universal"
+# Frames per device callback. Left to PortAudio, PulseAudio's ALSA plugin calls back with a few
+# frames at a time, hundreds of times a second, and the callbacks' GIL hand-offs slow the model.
+DEVICE_BLOCK = 512
 
 
 @dataclass
@@ -65,7 +68,9 @@ def _open_source(config: LoopbackConfig, model: Any, block: int, say: Callable[[
         return WavFileSource(config.input_file, realtime=config.realtime_file, block_frames=block), True
     if config.input_device is not None or has_input_device():
         device = _device_or_none(config.input_device)
-        return open_source(config.backend, device, model.sample_rate, model.channels, 0), False
+        # Live input waits at most four blocks; beyond that the oldest is dropped (counted).
+        ring = 4 * block / model.sample_rate
+        return open_source(config.backend, device, model.sample_rate, model.channels, DEVICE_BLOCK, ring_seconds=ring), False
     say("no input device here: streaming the bundled speech clip in real time")
     clip, rate = bundled_clip()
     # A ring as long as the clip: a machine too slow for real time finishes late but loses nothing.
@@ -77,7 +82,10 @@ def _open_sink(config: LoopbackConfig, model: Any, block: int, clip_without_devi
         return WavFileSink(config.output_file, model.sample_rate, model.channels)
     if not clip_without_device and (config.output_device is not None or has_output_device()):
         device = _device_or_none(config.output_device)
-        return open_sink(config.backend, device, model.sample_rate, model.channels, 0, prefill_frames=block)
+        # One block of cushion before playing; at most three more queued, so an underrun's
+        # delay is dropped again instead of adding up.
+        ring = 4 * block / model.sample_rate
+        return open_sink(config.backend, device, model.sample_rate, model.channels, DEVICE_BLOCK, prefill_frames=block, ring_seconds=ring)
     path = Path("codecstream-loopback.wav")
     say(f"no output device here: writing {path}")
     return WavFileSink(path, model.sample_rate, model.channels)

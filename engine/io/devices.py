@@ -303,17 +303,26 @@ class PyAudioSink(AudioSink):
             self._audio = None
 
 
-def open_source(backend: str, device: int | str | None, sample_rate: int, channels: int, block_frames: int) -> AudioSource:
+def open_source(
+    backend: str, device: int | str | None, sample_rate: int, channels: int, block_frames: int, *, ring_seconds: float = 2.0
+) -> AudioSource:
+    """A device source; ``ring_seconds`` bounds how much input may wait (live audio drops the
+    oldest beyond it, so latency cannot grow)."""
     if backend == "sounddevice":
-        return SoundDeviceSource(device, sample_rate, channels, block_frames=block_frames)
+        return SoundDeviceSource(device, sample_rate, channels, block_frames=block_frames, ring_seconds=ring_seconds)
     if backend == "pyaudio":
-        return PyAudioSource(device, sample_rate, channels, block_frames=block_frames or 256)
+        return PyAudioSource(device, sample_rate, channels, block_frames=block_frames or 256, ring_seconds=ring_seconds)
     raise DeviceError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
 
 
-def open_sink(backend: str, device: int | str | None, sample_rate: int, channels: int, block_frames: int, prefill_frames: int) -> AudioSink:
+def open_sink(
+    backend: str, device: int | str | None, sample_rate: int, channels: int, block_frames: int, prefill_frames: int,
+    *, ring_seconds: float = 2.0,
+) -> AudioSink:
+    """A device sink; ``ring_seconds`` bounds the audio queued for playing: after an underrun
+    (which delays everything that follows) the oldest audio is dropped to get back to it."""
     if backend == "sounddevice":
-        return SoundDeviceSink(device, sample_rate, channels, block_frames=block_frames, prefill_frames=prefill_frames)
+        return SoundDeviceSink(device, sample_rate, channels, block_frames=block_frames, prefill_frames=prefill_frames, ring_seconds=ring_seconds)
     if backend == "pyaudio":
-        return PyAudioSink(device, sample_rate, channels, block_frames=block_frames or 256, prefill_frames=prefill_frames)
+        return PyAudioSink(device, sample_rate, channels, block_frames=block_frames or 256, prefill_frames=prefill_frames, ring_seconds=ring_seconds)
     raise DeviceError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")

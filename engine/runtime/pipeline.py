@@ -72,8 +72,9 @@ class Pipeline:
         self.sink = sink
         self.block_frames = block_frames_for(model, block_ms)
         self.source_block_frames = max(1, round(self.block_frames * source.sample_rate / model.sample_rate))
-        self.encoder = model.encoder_stream(1, **(encoder_options or {}))
-        self.decoder = model.decoder_stream(1, **(decoder_options or {}))
+        self._encoder_options, self._decoder_options = dict(encoder_options or {}), dict(decoder_options or {})
+        self.encoder = model.encoder_stream(1, **self._encoder_options)
+        self.decoder = model.decoder_stream(1, **self._decoder_options)
         self._in_resampler = StreamResampler(source.sample_rate, model.sample_rate, model.channels)
         self._out_resampler = StreamResampler(model.sample_rate, sink.sample_rate, model.channels)
         self.recorder = MetricsRecorder()
@@ -83,7 +84,18 @@ class Pipeline:
         self._error: BaseException | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
+    def warm_up(self) -> None:
+        """Run a block of silence through throw-away streams, so the first real blocks do not
+        pay for first-call allocations and underrun the output."""
+        silence = torch.zeros(1, self.model.channels, self.block_frames, dtype=self.model.dtype)
+        encoder = self.model.encoder_stream(1, **self._encoder_options)
+        decoder = self.model.decoder_stream(1, **self._decoder_options)
+        with torch.inference_mode():
+            for _ in range(2):
+                decoder.push(encoder.push(silence))
+
     def start(self) -> "Pipeline":
+        self.warm_up()
         self.sink.start()
         self.source.start()
         self._thread = threading.Thread(target=self._run, name="codecstream-pipeline", daemon=True)
@@ -94,6 +106,7 @@ class Pipeline:
         """Process in this thread until the source ends, ``duration_s`` passes or Ctrl-C
         (which stops cleanly and is not re-raised); ``on_status(metrics)`` every interval.
         Returns why it stopped: ``"finished"``, ``"duration"``, ``"interrupted"`` or ``"stopped"``."""
+        self.warm_up()
         self.sink.start()
         self.source.start()
         started = last_status = time.monotonic()

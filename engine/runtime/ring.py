@@ -78,8 +78,7 @@ class RingBuffer:
                 self.dropped_frames += n - room
                 n = room
                 frames = frames[:n]
-        elif n > self.capacity:  # only the newest `capacity` frames can be kept
-            self.dropped_frames += n - self.capacity
+        elif n > self.capacity:  # only the newest `capacity` frames can be kept (the reader counts the loss)
             frames = frames[n - self.capacity :]
             self._written += n - self.capacity
             n = self.capacity
