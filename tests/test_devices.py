@@ -197,3 +197,15 @@ def test_starving_and_flooding_the_rings(pulse, backend):
     assert 0 < counters["after_flood_available"] <= 2 * 22050
     assert counters["source_overflows"] > 0 and counters["source_dropped"] > 0
     assert counters["source_still_flows"]
+
+
+def test_mic_loopback_demo_runs(pulse, model):
+    from pathlib import Path
+
+    demo = Path(__file__).resolve().parents[1] / "demos" / "mic_loopback.py"
+    result = subprocess.run(
+        [sys.executable, str(demo), "-i", "pa_mic", "-o", "pa_spk", "--seconds", "3", "--block-ms", "240"],
+        env=pulse.env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "latency" in result.stdout and "RTF" in result.stdout
