@@ -132,6 +132,30 @@ def build_parser() -> argparse.ArgumentParser:
     loop.add_argument("--json", type=Path, default=None, help="write the final metrics here")
     loop.add_argument("--quiet", action="store_true", help="no live status line")
 
+    serve = sub.add_parser("serve", help="WebSocket server with a browser client at / (binds 127.0.0.1)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--model", default="hifigan-universal", help="the default model of sessions")
+    serve.add_argument("--models", nargs="+", default=None, help="models clients may ask for (default: any registered)")
+    serve.add_argument("--weights", action="append", default=[], metavar="MODEL=WEIGHTS", help="weights per model, e.g. encodec-24khz=random")
+    serve.add_argument("--max-sessions", type=int, default=32)
+    serve.add_argument("--max-message-bytes", type=int, default=1 << 20)
+    serve.add_argument("--idle-timeout", type=float, default=30.0, help="seconds without a message before a session is closed")
+    serve.add_argument("--token", default=None, help="require this bearer token (Authorization header or ?token=)")
+    serve.add_argument("--allow-origin", action="append", default=None, help="allowed browser Origin (repeatable; default: any)")
+    serve.add_argument("--record-dir", type=Path, default=None, help="write each session's input and output audio here")
+
+    client = sub.add_parser("client", help="stream audio to a codecstream server and back")
+    client.add_argument("--url", default="ws://127.0.0.1:8765/ws")
+    client.add_argument("--model", default=None, help="model to ask for (default: the server's)")
+    client.add_argument("--input", type=Path, default=None, help="audio file to send (default: the microphone)")
+    client.add_argument("--output", type=Path, default=None, help="write what comes back here (default: the speakers)")
+    client.add_argument("--direction", default="audio->audio", choices=["audio->audio", "audio->codes"])
+    client.add_argument("--chunk-ms", type=float, default=20.0)
+    client.add_argument("--realtime", action="store_true", help="pace a file in real time")
+    client.add_argument("--duration", type=float, default=None, help="microphone mode: stop after this many seconds")
+    client.add_argument("--token", default=None)
+
     report = sub.add_parser("latency-report", help="SNR and log-mel distance against latency, windowed vs exact, on real speech")
     report.add_argument("--model", default="hifigan-universal", help="a model whose encode is a frontend (default: hifigan-universal)")
     report.add_argument("--weights", default=None, help="checkpoint (default: the published weights)")
@@ -325,6 +349,33 @@ def _cmd_loopback(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .server.app import ServerConfig, run_server
+
+    weights = {}
+    for item in args.weights:
+        name, _, value = item.partition("=")
+        if not value:
+            raise CodecStreamError(f"--weights takes MODEL=WEIGHTS, got {item!r}")
+        weights[name] = value
+    config = ServerConfig(
+        host=args.host, port=args.port, default_model=args.model,
+        allowed_models=tuple(args.models) if args.models else None, weights=weights,
+        max_sessions=args.max_sessions, max_message_bytes=args.max_message_bytes, idle_timeout_s=args.idle_timeout,
+        token=args.token, allowed_origins=tuple(args.allow_origin) if args.allow_origin else None, record_dir=args.record_dir,
+    )
+    run_server(config, on_ready=lambda server: print(f"serving on http://{config.host}:{server.port}/ (WebSocket /ws)", flush=True))
+    return 0
+
+
+def _cmd_client(args: argparse.Namespace) -> int:
+    from .server.live import run_client
+
+    summary = run_client(args)
+    print(summary)
+    return 0
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "list": _cmd_list,
     "encode": _cmd_encode,
@@ -333,6 +384,8 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "bench": _cmd_bench,
     "latency-report": _cmd_latency_report,
     "loopback": _cmd_loopback,
+    "serve": _cmd_serve,
+    "client": _cmd_client,
 }
 
 

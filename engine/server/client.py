@@ -1,0 +1,105 @@
+"""A Python client for ``codecstream serve``: audio (or codes) out, the server's answer back.
+
+:func:`stream_file` is the building block of ``codecstream client`` and of the load test: it
+sends a signal in chunks (paced in real time or not), collects what comes back, and checks the
+sequence numbers, so a lost or reordered message is an error, never a silent glitch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .protocol import Audio, Codes, End, ErrorMessage, Hello, Protocol, Ready, Stats
+
+__all__ = ["ClientResult", "stream_audio", "ServerError"]
+
+
+class ServerError(Exception):
+    """The server answered with an error message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+@dataclass
+class ClientResult:
+    ready: Ready
+    audio: np.ndarray | None  # [n, channels] float32, what came back (audio directions)
+    codes: list[list[np.ndarray]] = field(default_factory=list)  # per message, per level
+    stats: dict[str, Any] = field(default_factory=dict)
+    sent_at: list[float] = field(default_factory=list)  # monotonic send time of each chunk
+    received_at: list[tuple[float, int]] = field(default_factory=list)  # (time, samples so far)
+
+
+async def stream_audio(
+    url: str,
+    audio: np.ndarray,
+    sample_rate: int,
+    *,
+    model: str | None = None,
+    direction: str = "audio->audio",
+    chunk_ms: float = 20.0,
+    realtime: bool = False,
+    audio_format: str = "pcm16",
+    options: dict[str, Any] | None = None,
+    token: str | None = None,
+    open_timeout: float = 30.0,
+) -> ClientResult:
+    """Send ``audio`` (``[n, channels]`` float32) and return everything the server sends back."""
+    from websockets.asyncio.client import connect
+
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim == 1:
+        audio = audio[:, None]
+    protocol = Protocol(max_message_bytes=1 << 24)
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    chunk = max(1, round(chunk_ms * sample_rate / 1000))
+    async with connect(url, additional_headers=headers, max_size=1 << 24, open_timeout=open_timeout) as websocket:
+        await websocket.send(protocol.hello(Hello(model=model, direction=direction, sample_rate=sample_rate, channels=audio.shape[1], format=audio_format, options=options or {})))
+        ready = protocol.receive(await websocket.recv())
+        if isinstance(ready, ErrorMessage):
+            raise ServerError(ready.code, ready.message)
+        assert isinstance(ready, Ready)
+        result = ClientResult(ready=ready, audio=None)
+        pieces: list[np.ndarray] = []
+        received = 0
+
+        async def send_all() -> None:
+            started = time.monotonic()
+            for index, start in enumerate(range(0, len(audio), chunk)):
+                if realtime:
+                    delay = started + index * chunk / sample_rate - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                result.sent_at.append(time.monotonic())
+                await websocket.send(protocol.audio(audio[start : start + chunk]))
+            await websocket.send(protocol.end())
+
+        sender = asyncio.create_task(send_all())
+        try:
+            async for message in websocket:
+                event = protocol.receive(message)  # raises on a lost or reordered message
+                if isinstance(event, Audio):
+                    pieces.append(event.samples)
+                    received += len(event.samples)
+                    result.received_at.append((time.monotonic(), received))
+                elif isinstance(event, Codes):
+                    result.codes.append(event.levels)
+                elif isinstance(event, Stats):
+                    result.stats = event.values
+                elif isinstance(event, End):
+                    break
+                elif isinstance(event, ErrorMessage):
+                    raise ServerError(event.code, event.message)
+            await sender
+        finally:
+            if not sender.done():
+                sender.cancel()
+        result.audio = np.concatenate(pieces) if pieces else np.zeros((0, audio.shape[1]), np.float32)
+        return result
