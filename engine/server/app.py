@@ -239,7 +239,8 @@ class Server:
     async def _serve_session(self, websocket: Any, protocol: Protocol, session: Session) -> None:
         inbox: asyncio.Queue = asyncio.Queue(maxsize=self.config.queue_chunks)
         recorder = _Recorder(self.config.record_dir, session) if self.config.record_dir else None
-        sender = asyncio.create_task(self._process_inbox(websocket, protocol, session, inbox, recorder))
+        closed = asyncio.ensure_future(websocket.wait_closed())
+        sender = asyncio.create_task(self._process_inbox(websocket, protocol, session, inbox, recorder, closed))
         try:
             while True:
                 reader = asyncio.ensure_future(websocket.recv())
@@ -252,23 +253,34 @@ class Server:
                     reader.cancel()
                     raise asyncio.TimeoutError
                 event = protocol.receive(reader.result())
-                if isinstance(event, (Audio, Codes)):
-                    await inbox.put((time.perf_counter(), event))  # waits when full: backpressure
-                elif isinstance(event, End):
-                    await inbox.put((time.perf_counter(), event))
+                if not isinstance(event, (Audio, Codes, End)):
+                    raise ProtocolError("unexpected", f"unexpected {type(event).__name__} during a session")
+                # A full inbox stops the reading (backpressure), but not the watch for a
+                # vanished client or a failed sender.
+                put = asyncio.ensure_future(inbox.put((time.perf_counter(), event)))
+                done, _ = await asyncio.wait({put, sender, closed}, return_when=asyncio.FIRST_COMPLETED)
+                if put not in done:
+                    put.cancel()
+                    if sender in done:
+                        sender.result()
+                    return
+                if isinstance(event, End):
                     await sender
                     return
-                else:
-                    raise ProtocolError("unexpected", f"unexpected {type(event).__name__} during a session")
         finally:
-            if not sender.done():
-                sender.cancel()
+            for task in (sender, closed):
+                if not task.done():
+                    task.cancel()
             if recorder is not None:
                 recorder.close()
 
-    async def _process_inbox(self, websocket: Any, protocol: Protocol, session: Session, inbox: asyncio.Queue, recorder: Any) -> None:
+    async def _process_inbox(
+        self, websocket: Any, protocol: Protocol, session: Session, inbox: asyncio.Queue, recorder: Any, closed: asyncio.Future
+    ) -> None:
         while True:
             received, event = await inbox.get()
+            if closed.done():  # the client is gone: stop spending compute on it
+                return
             if isinstance(event, Audio):
                 if recorder:
                     recorder.input(event.samples)
@@ -313,7 +325,8 @@ class Server:
 
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        origins = list(self.config.allowed_origins) if self.config.allowed_origins is not None else None
+        # The allow-list guards against other web pages; programs send no Origin and pass (None).
+        origins = [*self.config.allowed_origins, None] if self.config.allowed_origins is not None else None
         async with serve(
             self._handler,
             self.config.host,
@@ -333,8 +346,12 @@ class Server:
             await server.wait_closed()
 
     def stop(self) -> None:
-        if self._loop is not None and self._stopping is not None:
-            self._loop.call_soon_threadsafe(self._stopping.set)
+        loop, stopping = self._loop, self._stopping
+        if loop is not None and stopping is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(stopping.set)
+            except RuntimeError:  # the loop closed meanwhile: nothing left to stop
+                pass
 
 
 class _Recorder:

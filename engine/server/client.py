@@ -34,7 +34,7 @@ class ClientResult:
     codes: list[list[np.ndarray]] = field(default_factory=list)  # per message, per level
     stats: dict[str, Any] = field(default_factory=dict)
     sent_at: list[float] = field(default_factory=list)  # monotonic send time of each chunk
-    received_at: list[tuple[float, int]] = field(default_factory=list)  # (time, samples so far)
+    received_at: list[tuple[float, int]] = field(default_factory=list)  # (time, messages so far)
 
 
 async def stream_audio(
@@ -87,10 +87,11 @@ async def stream_audio(
                 event = protocol.receive(message)  # raises on a lost or reordered message
                 if isinstance(event, Audio):
                     pieces.append(event.samples)
-                    received += len(event.samples)
+                    received += 1
                     result.received_at.append((time.monotonic(), received))
                 elif isinstance(event, Codes):
                     result.codes.append(event.levels)
+                    result.received_at.append((time.monotonic(), len(result.codes)))
                 elif isinstance(event, Stats):
                     result.stats = event.values
                 elif isinstance(event, End):

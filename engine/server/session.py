@@ -63,6 +63,8 @@ class Session:
         self._out = StreamResampler(model.sample_rate, hello.sample_rate, model.channels) if self.decoder else None
         self.audio_in_s = 0.0
         self.compute_s = 0.0
+        self.samples_in = 0  # client-rate samples received (audio directions)
+        self.samples_out = 0  # client-rate samples sent
 
     def ready(self) -> Ready:
         latency = 0.0
@@ -90,7 +92,10 @@ class Session:
         samples = audio[0].T.to(torch.float32).cpu().numpy()
         samples = self._out.process(samples, last=last)  # type: ignore[union-attr]
         samples = _fit_channels(samples, self.hello.channels)
+        if self.direction == "audio->audio":  # never longer than the input, like offline roundtrips
+            samples = samples[: max(0, self.samples_in - self.samples_out)]
         if len(samples):
+            self.samples_out += len(samples)
             out.append(("audio", samples))
 
     def _encode(self, codes: Any, out: list[tuple[str, Any]]) -> None:
@@ -104,6 +109,7 @@ class Session:
         if self.encoder is None:
             raise ProtocolError("unexpected", "this session decodes codes; it takes no audio")
         out: list[tuple[str, Any]] = []
+        self.samples_in += len(samples)
         self.audio_in_s += len(samples) / self.hello.sample_rate
         block = self._in.process(_fit_channels(samples, self.model.channels))  # type: ignore[union-attr]
         audio = torch.from_numpy(np.ascontiguousarray(block.T))[None].to(self.model.dtype)
