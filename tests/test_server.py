@@ -311,3 +311,23 @@ def test_serve_command_shuts_down_gracefully_on_sigterm(tmp_path):
     code = asyncio.run(asyncio.wait_for(open_session(), 60))
     assert process.wait(timeout=30) == 0
     assert code == 1001  # going away
+
+
+def test_client_command_streams_a_file(served, tmp_path):
+    import soundfile
+
+    signal_ = speechlike(2.0, seed=5)
+    soundfile.write(tmp_path / "in.wav", signal_, 24000, subtype="FLOAT")
+    result = subprocess.run(
+        [sys.executable, "-m", "codecstream", "client", "--url", f"ws://127.0.0.1:{served}/ws", "--input", str(tmp_path / "in.wav"),
+         "--output", str(tmp_path / "out.wav")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "through vocos-mel-24khz" in result.stdout
+    out, rate = soundfile.read(tmp_path / "out.wav", dtype="float32")
+    model = cs.load("vocos-mel-24khz", weights="random")
+    with torch.inference_mode():
+        expected = model.decode(model.encode(torch.from_numpy(signal_)[None, None]))[0, 0].numpy()
+    assert rate == 24000 and len(out) == len(expected) == 47872  # vocos center mode: 256·(F − 1)
+    assert np.abs(out - np.clip(expected, -1, 1)).max() <= 2 / 32768 + 1e-4

@@ -195,16 +195,17 @@ class Server:
             name, content_type = _STATIC[path]
             text = (resources.files("codecstream.server") / "static" / name).read_text()
             text = text.replace("__DEFAULT_MODEL__", self.config.default_model)
-            response = connection.respond(200, text)
-            response.headers["Content-Type"] = content_type
-            return response
+            return self._typed(connection.respond(200, text), content_type)
         return connection.respond(404, "not found\n")
 
     @staticmethod
-    def _json_response(connection: Any, body: str) -> Any:
-        response = connection.respond(200, body + "\n")
-        response.headers["Content-Type"] = "application/json"
+    def _typed(response: Any, content_type: str) -> Any:
+        del response.headers["Content-Type"]  # websockets' Headers append; replace text/plain
+        response.headers["Content-Type"] = content_type
         return response
+
+    def _json_response(self, connection: Any, body: str) -> Any:
+        return self._typed(connection.respond(200, body + "\n"), "application/json")
 
     # -- WebSocket sessions ---------------------------------------------------------------
     async def _handler(self, websocket: Any) -> None:
