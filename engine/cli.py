@@ -156,6 +156,23 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_argument("--duration", type=float, default=None, help="microphone mode: stop after this many seconds")
     client.add_argument("--token", default=None)
 
+    tts = sub.add_parser("tts-play", help="play a TTS token stream (Orpheus or Bark layout) as it is generated; prints time to first audio")
+    tts.add_argument("--layout", choices=["orpheus", "bark", "bark-coarse"], default="orpheus")
+    tts.add_argument("--model", default=None, help="decoder (default: the layout's codec; bark also takes vocos-encodec-24khz)")
+    tts.add_argument("--weights", default=None)
+    tts.add_argument("--text", default=None, help="what the stand-in LM says")
+    tts.add_argument("--voice", choices=["espeak", "piper"], default="espeak")
+    tts.add_argument("--speed", type=float, default=1.2, help="token rate as a multiple of real time (default 1.2)")
+    tts.add_argument("--jitter-ms", type=float, default=20.0)
+    tts.add_argument("--burst", type=int, default=1, help="tokens per arrival")
+    tts.add_argument("--decode-every", choices=["token", "frame"], default="token", help="orpheus: decode per token or per 7-token frame")
+    tts.add_argument("--output", type=Path, default=None, help="write the audio here instead of playing it")
+    tts.add_argument("--output-device", default=None)
+    tts.add_argument("--backend", choices=["sounddevice", "pyaudio"], default="sounddevice")
+    tts.add_argument("--prefill-ms", type=float, default=200.0, help="audio buffered before playback starts")
+    tts.add_argument("--server", default=None, help="decode on a codecstream server (ws://host:port/ws)")
+    tts.add_argument("--json", type=Path, default=None)
+
     report = sub.add_parser("latency-report", help="SNR and log-mel distance against latency, windowed vs exact, on real speech")
     report.add_argument("--model", default="hifigan-universal", help="a model whose encode is a frontend (default: hifigan-universal)")
     report.add_argument("--weights", default=None, help="checkpoint (default: the published weights)")
@@ -376,6 +393,26 @@ def _cmd_client(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tts_play(args: argparse.Namespace) -> int:
+    from .tts import DEFAULT_TEXT, TTSPlayConfig, run_tts_play
+
+    metrics = run_tts_play(
+        TTSPlayConfig(
+            layout=args.layout, model=args.model, weights=args.weights, text=args.text or DEFAULT_TEXT, voice=args.voice,
+            speed=args.speed, jitter_ms=args.jitter_ms, burst=args.burst, output=args.output, output_device=args.output_device,
+            backend=args.backend, prefill_ms=args.prefill_ms, server=args.server, decode_every=args.decode_every,
+            metrics_json=args.json,
+        )
+    )
+    lag = "-" if metrics["steady_lag_ms"] is None else f"{metrics['steady_lag_ms']:.0f} ms"
+    print(
+        f"time to first audio {metrics['ttfa_ms']:.1f} ms (after {metrics['tokens_before_audio']} tokens; decoder latency "
+        f"{metrics['decoder_latency_ms']:.1f} ms); steady-state lag {lag}; underruns {metrics['underruns']}; "
+        f"{metrics['audio_seconds']:.2f} s of audio"
+    )
+    return 0
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "list": _cmd_list,
     "encode": _cmd_encode,
@@ -386,6 +423,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "loopback": _cmd_loopback,
     "serve": _cmd_serve,
     "client": _cmd_client,
+    "tts-play": _cmd_tts_play,
 }
 
 

@@ -75,14 +75,51 @@ class _Prefill:
         self.ring = ring
         self.prefill_frames = prefill_frames
         self.playing = False
+        self.ending = False  # set by drain(): running dry now is the end, not an underrun
 
     def fill(self, out: np.ndarray) -> None:
+        if self.ending and self.ring.available() < len(out):
+            have = self.ring.available()
+            if have:
+                self.ring.read_into(out[:have])
+            out[have:] = 0.0
+            return
         if not self.playing:
             if self.ring.available() < self.prefill_frames:
                 out.fill(0.0)
                 return
             self.playing = True
         self.ring.read_into(out)
+
+
+class _RingSink(AudioSink):
+    """What both backends' sinks share: the ring, the prefill, the counters, drain."""
+
+    def __init__(self, sample_rate: int, channels: int, prefill_frames: int, ring_seconds: float) -> None:
+        super().__init__(sample_rate, channels)
+        self.ring = RingBuffer(max(1, int(ring_seconds * sample_rate)), channels, policy="drop_oldest")
+        self._prefill = _Prefill(self.ring, prefill_frames)
+
+    @property
+    def underruns(self) -> int:
+        return self.ring.underruns
+
+    @property
+    def playing(self) -> bool:
+        return self._prefill.playing
+
+    def buffered_frames(self) -> int:
+        return self.ring.available()
+
+    def write(self, frames: np.ndarray) -> None:
+        self.ring.write(frames)
+
+    def drain(self, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        self._prefill.ending = True  # the end: play what is there (prefill or not), count no underrun
+        while self.ring.available() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(self.device_latency_s)
 
 
 # -- sounddevice ----------------------------------------------------------------------------
@@ -119,26 +156,13 @@ class SoundDeviceSource(AudioSource):
             self._stream = None
 
 
-class SoundDeviceSink(AudioSink):
+class SoundDeviceSink(_RingSink):
     """Playback through ``sounddevice.OutputStream`` from a ring, after ``prefill_frames``."""
 
     def __init__(self, device: int | str | None, sample_rate: int, channels: int = 1, *, block_frames: int = 0, latency: str | float = "low", prefill_frames: int = 0, ring_seconds: float = 2.0) -> None:
-        super().__init__(sample_rate, channels)
+        super().__init__(sample_rate, channels, prefill_frames, ring_seconds)
         self.device, self.block_frames, self.latency = device, block_frames, latency
-        self.ring = RingBuffer(max(1, int(ring_seconds * sample_rate)), channels, policy="drop_oldest")
-        self._prefill = _Prefill(self.ring, prefill_frames)
         self._stream: Any = None
-
-    @property
-    def underruns(self) -> int:
-        return self.ring.underruns
-
-    @property
-    def playing(self) -> bool:
-        return self._prefill.playing
-
-    def buffered_frames(self) -> int:
-        return self.ring.available()
 
     def _callback(self, outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         if status:
@@ -156,17 +180,6 @@ class SoundDeviceSink(AudioSink):
         except Exception as exc:
             raise DeviceError(f"cannot open output device {self.device!r}: {exc}") from exc
         self.device_latency_s = float(self._stream.latency)
-
-    def write(self, frames: np.ndarray) -> None:
-        self.ring.write(frames)
-
-    def drain(self, timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
-        if not self._prefill.playing and self.ring.available():
-            self._prefill.prefill_frames = 0  # the end: play what is there
-        while self.ring.available() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(self.device_latency_s)
 
     def stop(self) -> None:
         if self._stream is not None:
@@ -235,28 +248,15 @@ class PyAudioSource(AudioSource):
             self._audio = None
 
 
-class PyAudioSink(AudioSink):
+class PyAudioSink(_RingSink):
     """Playback through a PyAudio callback stream from a ring, after ``prefill_frames``."""
 
     def __init__(self, device: int | str | None, sample_rate: int, channels: int = 1, *, block_frames: int = 256, prefill_frames: int = 0, ring_seconds: float = 2.0) -> None:
-        super().__init__(sample_rate, channels)
+        super().__init__(sample_rate, channels, prefill_frames, ring_seconds)
         self.device, self.block_frames = device, block_frames
-        self.ring = RingBuffer(max(1, int(ring_seconds * sample_rate)), channels, policy="drop_oldest")
-        self._prefill = _Prefill(self.ring, prefill_frames)
         self._out = np.zeros((8192, channels), dtype=np.float32)  # PyAudio asks for <= a few buffers
         self._audio: Any = None
         self._stream: Any = None
-
-    @property
-    def underruns(self) -> int:
-        return self.ring.underruns
-
-    @property
-    def playing(self) -> bool:
-        return self._prefill.playing
-
-    def buffered_frames(self) -> int:
-        return self.ring.available()
 
     def _callback(self, in_data: Any, frame_count: int, time_info: Any, status: int) -> tuple[bytes, int]:
         if status:
@@ -281,17 +281,6 @@ class PyAudioSink(AudioSink):
             self._audio.terminate()
             raise DeviceError(f"cannot open output device {self.device!r}: {exc}") from exc
         self.device_latency_s = float(self._stream.get_output_latency())
-
-    def write(self, frames: np.ndarray) -> None:
-        self.ring.write(frames)
-
-    def drain(self, timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
-        if not self._prefill.playing and self.ring.available():
-            self._prefill.prefill_frames = 0
-        while self.ring.available() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(self.device_latency_s)
 
     def stop(self) -> None:
         if self._stream is not None:

@@ -1,5 +1,20 @@
-"""Adapters between the token layouts TTS language models emit and codec streams."""
+"""Adapters between the token layouts TTS language models emit and codec streams, and TTS
+playback with time-to-first-audio measured."""
 
+from .bark import BarkDecoder, bark_token_ids
+from .neutts import NeuTTSDecoder, parse_neutts
 from .orpheus import OrpheusDecoder, OrpheusWindowDecoder, orpheus_token_ids
+from .player import PlaybackMetrics, ReplayedTokens, TokenPlayer
 
-__all__ = ["OrpheusDecoder", "OrpheusWindowDecoder", "orpheus_token_ids"]
+__all__ = [
+    "BarkDecoder",
+    "NeuTTSDecoder",
+    "OrpheusDecoder",
+    "OrpheusWindowDecoder",
+    "PlaybackMetrics",
+    "ReplayedTokens",
+    "TokenPlayer",
+    "bark_token_ids",
+    "orpheus_token_ids",
+    "parse_neutts",
+]

@@ -24,6 +24,7 @@ __all__ = [
     "OrpheusWindowDecoder",
     "orpheus_token_ids",
     "compare_with_window_baseline",
+    "tokens_for_latent_frames",
     "AUDIO_TOKEN_BASE",
     "SLOT_LEVELS",
 ]
@@ -38,6 +39,15 @@ def _check_model(model: Any) -> None:
     config = getattr(model, "config", None)
     if getattr(config, "vq_strides", None) != (4, 2, 1) or getattr(config, "codebook_size", None) != CODEBOOK_SIZE:
         raise OptionError(f"the Orpheus layout needs SNAC 24 kHz codes (strides 4, 2, 1 of 4096); got {getattr(model, 'name', model)}")
+
+
+def tokens_for_latent_frames(frames: int) -> int:
+    """Orpheus tokens that must have arrived before SNAC latent frames ``0 .. frames-1`` are
+    complete (latent frame ``4j + r`` needs token 3, 4, 6 or 7 of frame ``j``)."""
+    if frames <= 0:
+        return 0
+    coarse, within = divmod(frames - 1, 4)
+    return TOKENS_PER_FRAME * coarse + (3, 4, 6, 7)[within]
 
 
 def orpheus_token_ids(codes: list[Tensor]) -> list[int]:
@@ -90,7 +100,9 @@ class OrpheusDecoder:
         """Samples of audio the decoder holds back after a latent frame's last code arrives."""
         return self.stream.latency
 
-    def push(self, token_ids: int | Iterable[int] | Tensor) -> Tensor:
+    def codes_for(self, token_ids: int | Iterable[int] | Tensor) -> list[Tensor]:
+        """Validate tokens and return the SNAC codes (one ``[1, n]`` tensor per level) that
+        can go to a decoder now (all of them, or whole frames with ``decode_every="frame"``)."""
         for token in _as_ids(token_ids):
             slot = self.tokens_in % TOKENS_PER_FRAME
             code = token - AUDIO_TOKEN_BASE - slot * CODEBOOK_SIZE
@@ -116,14 +128,20 @@ class OrpheusDecoder:
         ready = [level[:count] for level, count in zip(self._held, counts)]
         self._held = [level[count:] for level, count in zip(self._held, counts)]
         self._pushed = [pushed + count for pushed, count in zip(self._pushed, counts)]
-        codes = [torch.tensor(level, dtype=torch.long, device=self.model.device).view(1, -1) for level in ready]
-        return self.stream.push(codes)
+        return [torch.tensor(level, dtype=torch.long, device=self.model.device).view(1, -1) for level in ready]
 
-    def flush(self) -> Tensor:
+    def push(self, token_ids: int | Iterable[int] | Tensor) -> Tensor:
+        """Decode ``token_ids`` and return the audio that is now final, ``[1, 1, n]``."""
+        return self.stream.push(self.codes_for(token_ids))
+
+    def check_end(self) -> None:
         if self.tokens_in % TOKENS_PER_FRAME:
             raise StreamStateError(
                 f"the utterance ended mid-frame: {self.tokens_in % TOKENS_PER_FRAME} of {TOKENS_PER_FRAME} tokens"
             )
+
+    def flush(self) -> Tensor:
+        self.check_end()
         return self.stream.flush()
 
     def reset(self) -> None:
@@ -232,6 +250,28 @@ def compare_with_window_baseline(
             emitted += chunk.shape[-1]
     baseline_s = time.perf_counter() - started
 
+    # Time to first audio with tokens arriving at the real-time rate (82 per second), as a
+    # TTS model just fast enough would send them: from the first token to the first sample out.
+    token_rate = TOKENS_PER_FRAME * rate / 2048
+
+    def time_to_first_audio(push: Callable[[int], Any]) -> float:
+        started = time.monotonic()
+        for index, token in enumerate(ids):
+            delay = started + index / token_rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            out = push(token)
+            if out is not None and out.shape[-1]:
+                return 1000 * (time.monotonic() - started)
+        return float("nan")
+
+    ttfa = {
+        "ours_per_token": time_to_first_audio(OrpheusDecoder(model, noise=False).push),
+        "ours_per_frame": time_to_first_audio(OrpheusDecoder(model, noise=False, decode_every="frame").push),
+        "window_baseline": time_to_first_audio(OrpheusWindowDecoder(model, decode=window_decode).push),
+    }
+    per_token["ttfa_ms"], per_frame["ttfa_ms"] = ttfa["ours_per_token"], ttfa["ours_per_frame"]
+
     seconds = offline.shape[-1] / rate
     return {
         "frames": frames,
@@ -247,6 +287,7 @@ def compare_with_window_baseline(
             "lookahead_ms": 1000 * 3 * 2048 / rate,
             "first_audio_after_tokens": baseline_first,
             "emitted_s": emitted / rate,
+            "ttfa_ms": ttfa["window_baseline"],
         },
         "compute_ratio_baseline_over_ours_per_token": (baseline_s / max(emitted, 1)) / (per_token["compute_s"] / offline.shape[-1]),
         "compute_ratio_baseline_over_ours_per_frame": (baseline_s / max(emitted, 1)) / (per_frame["compute_s"] / offline.shape[-1]),
