@@ -180,3 +180,37 @@ def test_playback_on_a_real_server_just_above_and_below_real_time(pulse, tmp_pat
     slow = tts_play(pulse, 0.7, tmp_path, text=LONG_TEXT[:200])
     print(f"0.7x: underruns {slow['underruns']}, TTFA {slow['ttfa_ms']:.0f} ms")
     assert slow["underruns"] > 0  # counted and reported
+
+
+def test_remote_decoding_through_the_server_and_the_demo(tmp_path, snac):
+    import signal as signals
+    from pathlib import Path
+
+    import soundfile
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "codecstream", "serve", "--port", "0", "--model", "snac-24khz", "--weights", "snac-24khz=random"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        line = server.stdout.readline()
+        port = int(line.split(":")[2].split("/")[0])
+        remote, local = tmp_path / "remote.wav", tmp_path / "local.wav"
+        for target, extra in ((remote, ["--server", f"ws://127.0.0.1:{port}/ws"]), (local, [])):
+            result = subprocess.run(
+                [sys.executable, "-m", "codecstream", "tts-play", "--weights", "random", "--text", "One two three.",
+                 "--speed", "4", "--output", str(target), *extra],
+                capture_output=True, text=True, timeout=300,
+            )
+            assert result.returncode == 0, result.stderr
+        a, _ = soundfile.read(remote, dtype="float32")
+        b, _ = soundfile.read(local, dtype="float32")
+        assert len(a) == len(b) and np.abs(a - b).max() <= 2 / 32768  # the server decodes the same tokens
+    finally:
+        server.send_signal(signals.SIGTERM)
+        server.wait(timeout=30)
+    demo = Path(__file__).resolve().parents[1] / "demos" / "tts_playback.py"
+    result = subprocess.run([sys.executable, str(demo), "--weights", "random", "--speed", "4", "--output", str(tmp_path / "demo.wav")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "time to first audio" in result.stdout and (tmp_path / "demo.wav").stat().st_size > 10_000
