@@ -1,0 +1,163 @@
+"""DAC (Descript Audio Codec): SEANet-like convs with Snake, factorised RVQ of 1024-entry
+code-books; streamed exactly (every conv is zero-padded and 'same')."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Hashable
+
+import torch
+from torch import Tensor, nn
+
+from codecstream.errors import OptionError
+from codecstream.plugin import Codec, CodeLevel, TokenSpec
+from codecstream.streaming import StreamContext, StreamingConv1d, StreamingConvTranspose1d, StreamingSequential
+from codecstream.streaming.pointwise import Snake1d
+from codecstream.validation import check_code_tensor
+
+from ..snac.layers import _residual_unit, _same_conv
+from ..snac.quantizer import VectorQuantize
+from .config import DacConfig
+
+__all__ = ["DacCodec"]
+
+
+def build_encoder(config: DacConfig) -> StreamingSequential:
+    """Audio ``[B, 1, T]`` → latents ``[B, hidden, T / hop]`` (names: ``encoder.block.N``)."""
+    dim = config.encoder_hidden_size
+    layers: list[nn.Module] = [_same_conv(1, dim, 7)]
+    for stride in config.downsampling_ratios:
+        dim *= 2
+        half, pad = dim // 2, math.ceil(stride / 2)
+        block = StreamingSequential(
+            _residual_unit(half, 1, 1), _residual_unit(half, 3, 1), _residual_unit(half, 9, 1),
+            Snake1d(half), StreamingConv1d(half, dim, 2 * stride, stride=stride, padding=(pad, pad)),
+        )
+        layers.append(StreamingSequential({"block": block}))
+    layers += [Snake1d(dim), _same_conv(dim, config.hidden_size, 3)]
+    return StreamingSequential({"block": StreamingSequential(*layers)})
+
+
+def build_decoder(config: DacConfig) -> StreamingSequential:
+    """Latents ``[B, hidden, F]`` → audio ``[B, 1, F · hop]`` (``F · hop − 8`` for stride-5 models,
+    as the reference: its k=10, p=3 transposed convs give 5L − 1). Names: ``decoder.model.N``."""
+    channels = config.decoder_hidden_size
+    layers: list[nn.Module] = [_same_conv(config.hidden_size, channels, 7)]
+    out_dim = channels
+    for i, stride in enumerate(config.upsampling_ratios):
+        in_dim, out_dim = channels // 2**i, channels // 2 ** (i + 1)
+        pad = math.ceil(stride / 2)
+        block = StreamingSequential(
+            Snake1d(in_dim), StreamingConvTranspose1d(in_dim, out_dim, 2 * stride, stride=stride, trim=(pad, pad)),
+            _residual_unit(out_dim, 1, 1), _residual_unit(out_dim, 3, 1), _residual_unit(out_dim, 9, 1),
+        )
+        layers.append(StreamingSequential({"block": block}))
+    layers += [Snake1d(out_dim), _same_conv(out_dim, 1, 7), nn.Tanh()]
+    return StreamingSequential({"model": StreamingSequential(*layers)})
+
+
+class ResidualVQ(nn.Module):
+    """``quantizers.{i}``: DAC's factorised VQ (cosine nearest code in ``codebook_dim``)."""
+
+    def __init__(self, config: DacConfig) -> None:
+        super().__init__()
+        self.quantizers = nn.ModuleList(
+            VectorQuantize(config.hidden_size, config.codebook_size, config.codebook_dim, 1) for _ in range(config.n_codebooks)
+        )
+
+    def encode(self, latents: Tensor, n_codebooks: int) -> Tensor:
+        if latents.shape[-1] == 0:  # torch convs refuse empty input
+            return latents.new_zeros(latents.shape[0], n_codebooks, 0, dtype=torch.long)
+        residual, codes = latents, []
+        for quantizer in self.quantizers[:n_codebooks]:
+            indices = quantizer.nearest(quantizer.in_proj(residual))
+            residual = residual - quantizer.embed(indices)
+            codes.append(indices)
+        return torch.stack(codes, dim=1)
+
+    def decode(self, codes: Tensor) -> Tensor:
+        if codes.shape[-1] == 0:
+            return self.quantizers[0].out_proj.weight.new_zeros(codes.shape[0], self.quantizers[0].out_proj.out_channels, 0)
+        total: Tensor | float = 0.0
+        for k in range(codes.shape[1]):
+            total = total + self.quantizers[k].embed(codes[:, k])
+        assert isinstance(total, Tensor)
+        return total
+
+
+@dataclass
+class EncoderState:
+    samples: int
+
+
+class DacCodec(Codec):
+    """DAC: codes ``[B, K, frames]`` int64, ``K <= n_codebooks`` (``encode(audio, n_codebooks=K)``;
+    default all). The encoder pads audio with zeros to a whole hop, as DAC's ``preprocess``."""
+
+    def __init__(self, config: DacConfig, name: str = "dac") -> None:
+        super().__init__()
+        self.config = config
+        self.name = name
+        self.sample_rate = config.sampling_rate
+        self.channels = 1
+        self.hop_length = config.hop_length
+        self.token_spec = TokenSpec(levels=(CodeLevel(config.n_codebooks, config.codebook_size, config.hop_length, config.sampling_rate),))
+        self.encoder = build_encoder(config)
+        self.quantizer = ResidualVQ(config)
+        self.decoder = build_decoder(config)
+
+    # -- encoder side -------------------------------------------------------------------
+    def encoder_options(self, *, n_codebooks: int | None = None) -> int:
+        """``n_codebooks``: how many code-books to emit (1 .. n_codebooks; default all)."""
+        if n_codebooks is None:
+            return self.config.n_codebooks
+        if not isinstance(n_codebooks, int) or not 1 <= n_codebooks <= self.config.n_codebooks:
+            raise OptionError(f"{self.name} n_codebooks must be 1 to {self.config.n_codebooks}, got {n_codebooks!r}")
+        return n_codebooks
+
+    def encoder_step(self, audio: Tensor, ctx: StreamContext, n_codebooks: int) -> Tensor:
+        state = ctx.get(self)
+        if state is None:
+            state = EncoderState(0)
+            ctx.set(self, state)
+        state.samples += audio.shape[-1]
+        return self.quantizer.encode(self.encoder.step(audio, ctx), n_codebooks)
+
+    def encoder_flush(self, ctx: StreamContext, n_codebooks: int) -> Tensor | None:
+        state = ctx.get(self)
+        if state is None or state.samples == 0:
+            return None
+        padding = -state.samples % self.hop_length
+        zeros = torch.zeros(ctx.batch_size, 1, padding, dtype=self.dtype, device=self.device)
+        latents = self.encoder.step(zeros, ctx)
+        tail = self.encoder.flush(ctx)
+        if tail is not None:
+            latents = torch.cat([latents, tail], dim=-1)
+        return self.quantizer.encode(latents, n_codebooks)
+
+    def encoder_frames(self, n_samples: int) -> int:
+        return self.encoder.output_count(n_samples)
+
+    def empty_codes(self, batch_size: int, n_codebooks: Any) -> Tensor:
+        books = n_codebooks if isinstance(n_codebooks, int) else self.config.n_codebooks
+        return torch.zeros(batch_size, books, 0, dtype=torch.long, device=self.device)
+
+    # -- decoder side -------------------------------------------------------------------
+    def check_codes(self, codes: Any, batch_size: int | None = None) -> Tensor:
+        return check_code_tensor(
+            codes, codebook_size=self.config.codebook_size, max_codebooks=self.config.n_codebooks,
+            device=self.device, batch_size=batch_size,
+        )
+
+    def code_layout(self, codes: Tensor) -> Hashable:
+        return int(codes.shape[1])
+
+    def decoder_step(self, codes: Tensor, ctx: StreamContext, options: Any) -> Tensor:
+        return self.decoder.step(self.quantizer.decode(codes).to(self.dtype), ctx)
+
+    def decoder_flush(self, ctx: StreamContext, options: Any) -> Tensor | None:
+        return self.decoder.flush(ctx)
+
+    def decoder_samples(self, n_frames: int) -> int:
+        return self.decoder.output_count(n_frames)
