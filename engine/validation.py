@@ -17,7 +17,7 @@ from .errors import (
     ShapeError,
 )
 
-__all__ = ["check_audio", "check_code_tensor", "check_sample_rate", "as_tensor"]
+__all__ = ["check_audio", "check_code_tensor", "check_feature_tensor", "check_sample_rate", "as_tensor"]
 
 
 def as_tensor(value: Any, what: str) -> Tensor:
@@ -95,3 +95,26 @@ def check_code_tensor(
                 f"{what} must lie in [0, {codebook_size}), got values from {low} to {high}"
             )
     return codes.to(device=device, dtype=torch.long)
+
+
+def check_feature_tensor(
+    features: Any,
+    *,
+    channels: int,
+    model: str,
+    dtype: torch.dtype,
+    device: torch.device,
+    batch_size: int | None = None,
+    what: str = "features",
+) -> Tensor:
+    """Validate ``[B, channels, frames]`` continuous features (mel, latents) for a decoder."""
+    features = as_tensor(features, what)
+    if features.is_complex() or not features.is_floating_point():
+        raise DTypeError(f"{what} must be real floating point, got {features.dtype}")
+    if features.dim() != 3 or features.shape[1] != channels:
+        raise ShapeError(f"{model} decodes [batch, {channels}, frames] {what}, got shape {tuple(features.shape)}")
+    if batch_size is not None and features.shape[0] != batch_size:
+        raise ShapeError(f"this stream was opened for batch size {batch_size}, got {features.shape[0]}")
+    if features.numel() and not bool(torch.isfinite(features).all()):
+        raise NonFiniteError(f"{what} contain NaN or infinite values")
+    return features.to(device=device, dtype=dtype)

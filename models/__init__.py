@@ -12,10 +12,11 @@ __all__ = ["builtin_specs"]
 
 def builtin_specs() -> Iterator["ModelSpec"]:
     """Every built-in model spec (imports the families lazily)."""
-    from . import dac, encodec, hifigan, snac, vocos
+    from . import dac, encodec, hifigan, oobleck, snac, vocos
 
     yield from encodec.SPECS
     yield from vocos.SPECS
     yield from snac.SPECS
     yield from hifigan.SPECS
     yield from dac.SPECS
+    yield from oobleck.SPECS

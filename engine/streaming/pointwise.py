@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from ..errors import StreamStateError
 from .module import StreamContext, StreamingModule
 
-__all__ = ["ChannelLayerNorm", "FrameLinear", "AdaLayerNorm", "set_condition", "LogMagnitudePhaseToSpectrum", "Snake1d"]
+__all__ = ["ChannelLayerNorm", "FrameLinear", "AdaLayerNorm", "set_condition", "LogMagnitudePhaseToSpectrum", "Snake1d", "SnakeBeta"]
 
 
 class ChannelLayerNorm(nn.LayerNorm):
@@ -107,3 +107,28 @@ class Snake1d(nn.Module):
             return x + (self.alpha + 1e-9).reciprocal() * torch.sin(self.alpha * x).pow(2)
         # Inference: the same terms (sin² then times 1/(α + 1e-9), plus x) in fewer passes.
         return torch.addcmul(x, self._inverse_alpha(), torch.sin(self.alpha * x).square_())
+
+
+class SnakeBeta(nn.Module):
+    """Snake with separate frequency and magnitude, both stored as logs (Stable Audio's
+    Oobleck): ``x + sin²(e^α · x) / (e^β + 1e-9)``; ``alpha``, ``beta``: ``[1, C, 1]``."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.alpha = nn.Parameter(torch.zeros(1, channels, 1))
+        self.beta = nn.Parameter(torch.zeros(1, channels, 1))
+        self._cached: tuple[tuple[int, int, int, int, torch.dtype], Tensor, Tensor] | None = None
+
+    def _scales(self) -> tuple[Tensor, Tensor]:
+        """``(e^α, 1 / (e^β + 1e-9))``, recomputed only when the parameters change."""
+        alpha, beta = self.alpha, self.beta
+        key = (alpha.data_ptr(), alpha._version, beta.data_ptr(), beta._version, alpha.dtype)
+        if self._cached is None or self._cached[0] != key:
+            self._cached = (key, alpha.detach().exp(), (beta.detach().exp() + 1e-9).reciprocal())
+        return self._cached[1], self._cached[2]
+
+    def forward(self, x: Tensor) -> Tensor:
+        if torch.is_grad_enabled() and (self.alpha.requires_grad or self.beta.requires_grad):
+            return x + (self.beta.exp() + 1e-9).reciprocal() * torch.sin(self.alpha.exp() * x).pow(2)
+        frequency, inverse_magnitude = self._scales()
+        return torch.addcmul(x, inverse_magnitude, torch.sin(frequency * x).square_())

@@ -3,7 +3,6 @@ code-books; streamed exactly (every conv is zero-padded and 'same')."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Hashable
 
@@ -12,49 +11,34 @@ from torch import Tensor, nn
 
 from codecstream.errors import OptionError
 from codecstream.plugin import Codec, CodeLevel, TokenSpec
-from codecstream.streaming import StreamContext, StreamingConv1d, StreamingConvTranspose1d, StreamingSequential
+from codecstream.streaming import StreamContext, StreamingSequential
 from codecstream.streaming.pointwise import Snake1d
 from codecstream.validation import check_code_tensor
 
-from ..snac.layers import _residual_unit, _same_conv
 from ..snac.quantizer import VectorQuantize
 from .config import DacConfig
+from .layers import build_snake_decoder, build_snake_encoder
 
 __all__ = ["DacCodec"]
 
 
 def build_encoder(config: DacConfig) -> StreamingSequential:
     """Audio ``[B, 1, T]`` → latents ``[B, hidden, T / hop]`` (names: ``encoder.block.N``)."""
-    dim = config.encoder_hidden_size
-    layers: list[nn.Module] = [_same_conv(1, dim, 7)]
-    for stride in config.downsampling_ratios:
-        dim *= 2
-        half, pad = dim // 2, math.ceil(stride / 2)
-        block = StreamingSequential(
-            _residual_unit(half, 1, 1), _residual_unit(half, 3, 1), _residual_unit(half, 9, 1),
-            Snake1d(half), StreamingConv1d(half, dim, 2 * stride, stride=stride, padding=(pad, pad)),
-        )
-        layers.append(StreamingSequential({"block": block}))
-    layers += [Snake1d(dim), _same_conv(dim, config.hidden_size, 3)]
-    return StreamingSequential({"block": StreamingSequential(*layers)})
+    widths = [config.encoder_hidden_size * 2**i for i in range(len(config.downsampling_ratios) + 1)]
+    return build_snake_encoder(
+        audio_channels=1, widths=widths, strides=config.downsampling_ratios, out_channels=config.hidden_size,
+        activation=Snake1d, outer="block", inner="block",
+    )
 
 
 def build_decoder(config: DacConfig) -> StreamingSequential:
     """Latents ``[B, hidden, F]`` → audio ``[B, 1, F · hop]`` (``F · hop − 8`` for stride-5 models,
     as the reference: its k=10, p=3 transposed convs give 5L − 1). Names: ``decoder.model.N``."""
-    channels = config.decoder_hidden_size
-    layers: list[nn.Module] = [_same_conv(config.hidden_size, channels, 7)]
-    out_dim = channels
-    for i, stride in enumerate(config.upsampling_ratios):
-        in_dim, out_dim = channels // 2**i, channels // 2 ** (i + 1)
-        pad = math.ceil(stride / 2)
-        block = StreamingSequential(
-            Snake1d(in_dim), StreamingConvTranspose1d(in_dim, out_dim, 2 * stride, stride=stride, trim=(pad, pad)),
-            _residual_unit(out_dim, 1, 1), _residual_unit(out_dim, 3, 1), _residual_unit(out_dim, 9, 1),
-        )
-        layers.append(StreamingSequential({"block": block}))
-    layers += [Snake1d(out_dim), _same_conv(out_dim, 1, 7), nn.Tanh()]
-    return StreamingSequential({"model": StreamingSequential(*layers)})
+    widths = [config.decoder_hidden_size // 2**i for i in range(len(config.upsampling_ratios) + 1)]
+    return build_snake_decoder(
+        latent_channels=config.hidden_size, widths=widths, strides=config.upsampling_ratios, audio_channels=1,
+        activation=Snake1d, outer="model", inner="block",
+    )
 
 
 class ResidualVQ(nn.Module):

@@ -7,11 +7,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from codecstream.errors import DTypeError, NonFiniteError, ShapeError
+from codecstream.errors import ShapeError
 from codecstream.plugin import Codec
 from codecstream.streaming import StreamContext
 from codecstream.streaming.spectral import StreamingLogMel, mel_filterbank
-from codecstream.validation import as_tensor
+from codecstream.validation import check_feature_tensor
 
 from .config import HifiganConfig
 from .generator import build_generator
@@ -67,17 +67,10 @@ class HifiganCodec(Codec):
 
     # -- decoder side: the generator ----------------------------------------------------
     def check_codes(self, features: Any, batch_size: int | None = None) -> Tensor:
-        features = as_tensor(features, "mel features")
-        if not features.is_floating_point():
-            raise DTypeError(f"mel features must be floating point, got {features.dtype}")
-        mels = self.config.num_mels
-        if features.dim() != 3 or features.shape[1] != mels:
-            raise ShapeError(f"{self.name} decodes [batch, {mels}, frames] log-mel features, got shape {tuple(features.shape)}")
-        if batch_size is not None and features.shape[0] != batch_size:
-            raise ShapeError(f"this stream was opened for batch size {batch_size}, got {features.shape[0]}")
-        if features.numel() and not bool(torch.isfinite(features).all()):
-            raise NonFiniteError("mel features contain NaN or infinite values")
-        return features.to(device=self.device, dtype=self.dtype)
+        return check_feature_tensor(
+            features, channels=self.config.num_mels, model=self.name, dtype=self.dtype, device=self.device,
+            batch_size=batch_size, what="log-mel features",
+        )
 
     def decoder_step(self, features: Tensor, ctx: StreamContext, options: Any) -> Tensor:
         return self.decoder.step(features, ctx)

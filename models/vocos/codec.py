@@ -8,12 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from codecstream.errors import CodeRangeError, DTypeError, NonFiniteError, OptionError, ShapeError, WeightsUnavailableError
+from codecstream.errors import CodeRangeError, OptionError, WeightsUnavailableError
 from codecstream.plugin import Codec, CodeLevel, TokenSpec
 from codecstream.streaming import StreamContext, StreamingSequential
 from codecstream.streaming.pointwise import set_condition
 from codecstream.streaming.spectral import StreamingLogMel, mel_filterbank
-from codecstream.validation import as_tensor, check_code_tensor
+from codecstream.validation import check_code_tensor, check_feature_tensor
 
 from ..encodec.config import ENCODEC_24KHZ
 from ..encodec.quantizer import ResidualVQ
@@ -80,19 +80,10 @@ class VocosMel(_Vocos):
         return torch.zeros(batch_size, self.config.n_mels, 0, dtype=self.dtype, device=self.device)
 
     def check_codes(self, features: Any, batch_size: int | None = None) -> Tensor:
-        features = as_tensor(features, "mel features")
-        if not features.is_floating_point():
-            raise DTypeError(f"mel features must be floating point, got {features.dtype}")
-        if features.dim() != 3 or features.shape[1] != self.config.n_mels:
-            raise ShapeError(
-                f"{self.name} decodes [batch, {self.config.n_mels}, frames] log-mel features, "
-                f"got shape {tuple(features.shape)}"
-            )
-        if batch_size is not None and features.shape[0] != batch_size:
-            raise ShapeError(f"this stream was opened for batch size {batch_size}, got {features.shape[0]}")
-        if features.numel() and not bool(torch.isfinite(features).all()):
-            raise NonFiniteError("mel features contain NaN or infinite values")
-        return features.to(device=self.device, dtype=self.dtype)
+        return check_feature_tensor(
+            features, channels=self.config.n_mels, model=self.name, dtype=self.dtype, device=self.device,
+            batch_size=batch_size, what="log-mel features",
+        )
 
     def decoder_step(self, features: Tensor, ctx: StreamContext, options: Any) -> Tensor:
         return self.decoder.step(features, ctx)

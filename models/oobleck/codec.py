@@ -1,0 +1,89 @@
+"""Oobleck, Stable Audio's VAE: DAC-style Snake-β convs, stereo 44.1 kHz ↔ 64-dim latents at
+21.5 Hz. Streamed exactly (every conv is zero-padded and centred); the encoder returns the
+posterior mean, so encoding is deterministic."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from codecstream.plugin import Codec
+from codecstream.streaming import StreamContext, StreamingSequential
+from codecstream.streaming.pointwise import SnakeBeta
+from codecstream.validation import check_feature_tensor
+
+from ..dac.layers import build_snake_decoder, build_snake_encoder
+from .config import OobleckConfig
+
+__all__ = ["OobleckCodec", "build_encoder", "build_decoder"]
+
+
+def build_encoder(config: OobleckConfig) -> StreamingSequential:
+    """Audio ``[B, C, T]`` → mean ‖ scale ``[B, 2 · latent, ⌊T / hop⌋]`` (``encoder.layers.N``)."""
+    return build_snake_encoder(
+        audio_channels=config.audio_channels, widths=config.encoder_widths, strides=config.downsampling_ratios,
+        out_channels=2 * config.latent_dim, activation=SnakeBeta, outer="layers", inner="layers",
+    )
+
+
+def build_decoder(config: OobleckConfig) -> StreamingSequential:
+    """Latents ``[B, latent, F]`` → audio ``[B, C, F · hop]`` (``decoder.layers.N``)."""
+    return build_snake_decoder(
+        latent_channels=config.latent_dim, widths=config.decoder_widths, strides=tuple(reversed(config.downsampling_ratios)),
+        audio_channels=config.audio_channels, activation=SnakeBeta, outer="layers", inner="layers",
+        output_bias=False, final_tanh=config.final_tanh,
+    )
+
+
+class OobleckCodec(Codec):
+    """Oobleck VAE: ``encode`` gives latents ``[B, 64, ⌊T / 2048⌋]`` (the posterior mean; trailing
+    samples short of a whole hop are dropped, as the reference does), ``decode`` gives
+    ``[B, 2, F · 2048]``. Latency: decoder 18981 samples (9.3 latent frames of lookahead)."""
+
+    def __init__(self, config: OobleckConfig, name: str = "oobleck") -> None:
+        super().__init__()
+        self.config = config
+        self.name = name
+        self.sample_rate = config.sampling_rate
+        self.channels = config.audio_channels
+        self.hop_length = config.hop_length
+        self.encoder = build_encoder(config)
+        self.decoder = build_decoder(config)
+
+    @property
+    def latent_dim(self) -> int:
+        return self.config.latent_dim
+
+    # -- encoder side -------------------------------------------------------------------
+    def _mean(self, moments: Tensor | None) -> Tensor | None:
+        return None if moments is None else moments[:, : self.latent_dim]
+
+    def encoder_step(self, audio: Tensor, ctx: StreamContext, options: Any) -> Tensor:
+        return self._mean(self.encoder.step(audio, ctx))  # type: ignore[return-value]
+
+    def encoder_flush(self, ctx: StreamContext, options: Any) -> Tensor | None:
+        return self._mean(self.encoder.flush(ctx))
+
+    def encoder_frames(self, n_samples: int) -> int:
+        return self.encoder.output_count(n_samples)
+
+    def empty_codes(self, batch_size: int, options: Any) -> Tensor:
+        return torch.zeros(batch_size, self.latent_dim, 0, dtype=self.dtype, device=self.device)
+
+    # -- decoder side -------------------------------------------------------------------
+    def check_codes(self, latents: Any, batch_size: int | None = None) -> Tensor:
+        return check_feature_tensor(
+            latents, channels=self.latent_dim, model=self.name, dtype=self.dtype, device=self.device,
+            batch_size=batch_size, what="latents",
+        )
+
+    def decoder_step(self, latents: Tensor, ctx: StreamContext, options: Any) -> Tensor:
+        return self.decoder.step(latents, ctx)
+
+    def decoder_flush(self, ctx: StreamContext, options: Any) -> Tensor | None:
+        return self.decoder.flush(ctx)
+
+    def decoder_samples(self, n_frames: int) -> int:
+        return self.decoder.output_count(n_frames)
