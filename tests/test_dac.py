@@ -154,3 +154,34 @@ def test_original_release_layout_loads(tmp_path):
     (tmp_path / "broken.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(cs.CheckpointError):
         cs.load("dac-24khz", weights=tmp_path / "broken.pth")
+
+
+def test_parity_with_descript_audio_codec(tmp_path):
+    """The original package, its own ``save(package=False)`` file: the release layout."""
+    dac = pytest.importorskip("dac")
+    torch.manual_seed(8)
+    reference_model = dac.DAC(
+        encoder_dim=4, encoder_rates=[2, 4, 5, 8], decoder_dim=32, decoder_rates=[8, 5, 4, 2],
+        n_codebooks=6, codebook_size=1024, codebook_dim=8, sample_rate=24000,
+    ).eval()
+    with torch.no_grad():
+        for name, parameter in reference_model.named_parameters():
+            if name.endswith("alpha"):
+                parameter.uniform_(0.5, 1.5)
+            elif "codebook" in name:
+                parameter.normal_()
+    reference_model.save(str(tmp_path / "weights.pth"), package=False)
+    model = cs.load("dac-24khz", weights=tmp_path / "weights.pth")
+    assert model.config.n_codebooks == 6 and model.config.encoder_hidden_size == 4
+    audio = torch.randn(1, 1, 320 * 9 - 50) * 0.3
+    with torch.no_grad():
+        z, codes_ref, *_ = reference_model.encode(reference_model.preprocess(audio, 24000))
+        codes = model.encode(audio)
+        assert torch.equal(codes, codes_ref)
+        audio_ref = reference_model.decode(reference_model.quantizer.from_codes(codes_ref)[0])
+        decoded = model.decode(codes)
+        assert decoded.shape == audio_ref.shape == (1, 1, 9 * 320 - 8)
+        assert max_rel_error(decoded, audio_ref) <= 1e-5
+        # Fewer code-books: the leading ones, as the reference's n_quantizers.
+        _, codes_ref_3, *_ = reference_model.encode(reference_model.preprocess(audio, 24000), n_quantizers=3)
+        assert torch.equal(model.encode(audio, n_codebooks=3), codes_ref_3[:, :3])
