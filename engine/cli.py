@@ -240,7 +240,7 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     parts: list[Any] = []
     _stream_encode(model, audio, args, parts.append)
     codes = model.concat_codes(parts)
-    levels = list(codes) if isinstance(codes, (list, tuple)) else [codes]
+    levels = model.codes_to_arrays(codes)
     write_codes(
         args.output,
         CodesFile(
@@ -253,8 +253,7 @@ def _cmd_encode(args: argparse.Namespace) -> int:
             bandwidth_kbps=args.bandwidth,
         ),
     )
-    frames = levels[-1].shape[-1]
-    print(f"{args.input} -> {args.output}: {frames} frames, {sum(l.shape[1] for l in levels)} code-book(s), model {model.name}")
+    print(f"{args.input} -> {args.output}: {model.num_frames(codes)} frames, model {model.name}")
     return 0
 
 
@@ -268,7 +267,7 @@ def _cmd_decode(args: argparse.Namespace) -> int:
         raise CodecStreamError(f"{args.input} holds {file.model} codes; it cannot be decoded with {name}")
     model = _load(args, name)
     stream = model.decoder_stream(1)
-    codes = file.codes
+    codes = model.codes_from_arrays(file.levels)
     frames = model.num_frames(codes)
     frames_per_chunk = max(1, round(args.chunk_ms / 1000 * model.frame_rate))
     progress = _progress(args, file.num_samples / model.sample_rate)

@@ -2,8 +2,11 @@
 
 Layout (format ``codecstream-codes``, version 1):
 
-- tensors ``codes.0``, ``codes.1``, ... : one int32 array per code level, ``[B, K, frames]``
-  (EnCodec has one level; SNAC one per temporal resolution);
+- tensors ``codes.0``, ``codes.1``, ... : the arrays the model's ``codes_to_arrays`` gives,
+  integers stored as int32 and floats as float32: one ``[B, K, frames]`` array per code level
+  for most codecs (EnCodec has one level, SNAC one per temporal resolution), latents
+  ``[B, D, frames]`` for continuous models (Oobleck), codes + scales + frames per segment for
+  EnCodec 48 kHz;
 - metadata (strings): ``format``, ``version``, ``model`` (registered name), ``sample_rate``
   (Hz), ``channels``, ``hop_length`` (samples per frame of the finest level),
   ``bandwidth_kbps`` (empty when the model has none), ``num_samples`` (length of the encoded
@@ -35,19 +38,17 @@ class CodesFile:
     channels: int
     hop_length: int
     num_samples: int
-    levels: list[Tensor]  # each [B, K, frames], int64
+    levels: list[Tensor]  # the model's codes_to_arrays(codes): int64 or float32
     bandwidth_kbps: float | None = None
-
-    @property
-    def codes(self) -> Tensor | list[Tensor]:
-        """The codes as the model's ``decode`` takes them."""
-        return self.levels[0] if len(self.levels) == 1 else self.levels
 
 
 def write_codes(path: str | Path, file: CodesFile) -> None:
     from safetensors.torch import save_file
 
-    tensors = {f"codes.{i}": level.to(torch.int32).contiguous().cpu() for i, level in enumerate(file.levels)}
+    tensors = {
+        f"codes.{i}": level.to(torch.float32 if level.is_floating_point() else torch.int32).contiguous().cpu()
+        for i, level in enumerate(file.levels)
+    }
     metadata = {
         "format": FORMAT,
         "version": str(VERSION),
@@ -92,7 +93,7 @@ def read_codes(path: str | Path) -> CodesFile:
             channels=int(metadata["channels"]),
             hop_length=int(metadata["hop_length"]),
             num_samples=int(metadata["num_samples"]),
-            levels=[t.to(torch.long) for t in tensors],
+            levels=[t if t.is_floating_point() else t.to(torch.long) for t in tensors],
             bandwidth_kbps=float(bandwidth) if bandwidth else None,
         )
     except (KeyError, ValueError) as exc:

@@ -243,6 +243,14 @@ class Codec(nn.Module):
         parts = [p for p in parts if p is not None]
         return torch.cat(parts, dim=-1)
 
+    def codes_to_arrays(self, codes: Any) -> list[Tensor]:
+        """The tensors a codes file stores for ``codes`` (see :mod:`codecstream.codes_file`)."""
+        return list(codes) if isinstance(codes, (list, tuple)) else [codes]
+
+    def codes_from_arrays(self, arrays: list[Tensor]) -> Any:
+        """Inverse of :meth:`codes_to_arrays`."""
+        return arrays[0] if len(arrays) == 1 else list(arrays)
+
     def empty_audio(self, batch_size: int) -> Tensor:
         return torch.zeros(batch_size, self.channels, 0, dtype=self.dtype, device=self.device)
 

@@ -29,6 +29,17 @@ _TRANSFORMERS_RULES = [
     (r"\.conv\.", "."),
     (r"^quantizer\.layers\.(\d+)\.codebook\.", r"quantizer.layers.\1."),
 ]
+# Time-group-norm models (48 kHz): a conv and its norm are siblings, ``X.conv`` and ``X.norm``.
+_OFFICIAL_NORM_RULES = [
+    (r"^(encoder|decoder)\.model\.", r"\1."),
+    (r"\.(conv|convtr)\.(conv|convtr)\.", ".conv."),
+    (r"\.(conv|convtr)\.norm\.", ".norm."),
+    (r"^quantizer\.vq\.layers\.(\d+)\._codebook\.", r"quantizer.layers.\1."),
+]
+_TRANSFORMERS_NORM_RULES = [
+    (r"^(encoder|decoder)\.layers\.", r"\1."),
+    (r"^quantizer\.layers\.(\d+)\.codebook\.", r"quantizer.layers.\1."),
+]
 
 
 def read_encodec_checkpoint(path: Path, default: EncodecConfig) -> tuple[EncodecConfig, dict[str, Tensor]]:
@@ -38,7 +49,7 @@ def read_encodec_checkpoint(path: Path, default: EncodecConfig) -> tuple[Encodec
         config_file = path / "config.json"
         if config_file.is_file():
             config = EncodecConfig.from_transformers(json.loads(config_file.read_text()))
-        weights = find_file(path, ["model.safetensors", "pytorch_model.bin", "encodec_24khz*.th", "*.th", "*.safetensors"])
+        weights = find_file(path, ["model.safetensors", "pytorch_model.bin", "encodec_*.th", "*.th", "*.safetensors"])
         if weights is None:
             raise WeightsUnavailableError(
                 f"{path} has no EnCodec weights (looked for model.safetensors, pytorch_model.bin, *.th)"
@@ -50,14 +61,16 @@ def read_encodec_checkpoint(path: Path, default: EncodecConfig) -> tuple[Encodec
     bad = [k for k, v in state.items() if not isinstance(v, Tensor)]
     if bad:
         raise CheckpointMismatchError(f"{path} is not an EnCodec state dict (non-tensor entries such as {bad[0]!r})")
-    return config, plugin_keys(state)
+    if config.norm == "weight_norm" and any(k.endswith(".norm.weight") for k in state):
+        raise CheckpointMismatchError(f"{path} has GroupNorm weights: it is a time-group-norm (48 kHz-style) EnCodec")
+    return config, plugin_keys(state, time_group_norm=config.norm == "time_group_norm")
 
 
-def plugin_keys(state: dict[str, Tensor]) -> dict[str, Tensor]:
+def plugin_keys(state: dict[str, Tensor], *, time_group_norm: bool = False) -> dict[str, Tensor]:
     """Rename an official or transformers EnCodec state dict to this plugin's keys (a state
     dict already in plugin keys passes unchanged)."""
     if any(k.startswith(("encoder.model.", "decoder.model.")) for k in state):
-        return rename_keys(state, _OFFICIAL_RULES)
+        return rename_keys(state, _OFFICIAL_NORM_RULES if time_group_norm else _OFFICIAL_RULES)
     if any(k.startswith(("encoder.layers.", "decoder.layers.")) for k in state):
-        return rename_keys(state, _TRANSFORMERS_RULES)
+        return rename_keys(state, _TRANSFORMERS_NORM_RULES if time_group_norm else _TRANSFORMERS_RULES)
     return dict(state)

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 from codecstream.errors import CheckpointMismatchError
 
-__all__ = ["EncodecConfig", "ENCODEC_24KHZ"]
+__all__ = ["EncodecConfig", "ENCODEC_24KHZ", "ENCODEC_32KHZ", "ENCODEC_48KHZ"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,21 @@ class EncodecConfig:
     lstm_layers: int = 2
     codebook_size: int = 1024
     target_bandwidths: tuple[float, ...] = (1.5, 3.0, 6.0, 12.0, 24.0)
+    norm: str = "weight_norm"  # or "time_group_norm": GroupNorm(1, C) after every conv (48 kHz)
+    segment_s: float | None = None  # encode in segments of this many seconds (48 kHz: 1.0)
+    overlap: float = 0.01  # fraction of a segment shared with the next
+    normalize: bool = False  # scale each segment to unit RMS, keeping the scale with its codes
+
+    @property
+    def segment_length(self) -> int | None:
+        """Samples per segment (None: the whole signal is one segment)."""
+        return None if self.segment_s is None else int(self.segment_s * self.sample_rate)
+
+    @property
+    def segment_stride(self) -> int | None:
+        """Samples between segment starts (as the official code: ``int((1 - overlap) · length)``)."""
+        length = self.segment_length
+        return None if length is None else max(1, int((1 - self.overlap) * length))
 
     @property
     def hop_length(self) -> int:
@@ -60,10 +75,9 @@ class EncodecConfig:
         """Read a transformers ``EncodecConfig`` ``config.json``."""
         if data.get("model_type", "encodec") != "encodec":
             raise CheckpointMismatchError(f"config.json describes a {data.get('model_type')!r} model, not EnCodec")
-        if data.get("norm_type", "weight_norm") != "weight_norm":
+        if data.get("norm_type", "weight_norm") not in ("weight_norm", "time_group_norm"):
             raise CheckpointMismatchError(
-                f"config.json uses norm_type={data.get('norm_type')!r}; this plugin runs the "
-                "weight-norm (causal, 24 kHz-style) EnCodec"
+                f"config.json uses norm_type={data.get('norm_type')!r}; EnCodec uses weight_norm or time_group_norm"
             )
         if float(data.get("trim_right_ratio", 1.0)) != 1.0:
             raise CheckpointMismatchError("only trim_right_ratio=1.0 is supported")
@@ -86,12 +100,18 @@ class EncodecConfig:
             "num_lstm_layers": "lstm_layers",
             "codebook_size": "codebook_size",
             "target_bandwidths": "target_bandwidths",
+            "norm_type": "norm",
+            "chunk_length_s": "segment_s",
+            "overlap": "overlap",
+            "normalize": "normalize",
         }
         values: dict[str, Any] = {}
         for theirs, ours in mapping.items():
             if theirs in data:
                 value = data[theirs]
                 values[ours] = tuple(value) if isinstance(value, list) else value
+        if values.get("overlap") is None:
+            values.pop("overlap", None)
         if "use_conv_shortcut" in data:
             values["true_skip"] = not data["use_conv_shortcut"]
         known = {f.name for f in fields(cls)}
@@ -99,3 +119,13 @@ class EncodecConfig:
 
 
 ENCODEC_24KHZ = EncodecConfig()
+#: The MusicGen codec (audiocraft ``encodec_large_nq4_s640``, as ``facebook/encodec_32khz``).
+ENCODEC_32KHZ = EncodecConfig(
+    sample_rate=32_000, n_filters=64, ratios=(8, 5, 4, 4), causal=False, true_skip=True,
+    codebook_size=2048, target_bandwidths=(2.2,),
+)
+#: Stereo music model: non-causal, time group norm, 1 s segments with 1 % overlap, normalised.
+ENCODEC_48KHZ = EncodecConfig(
+    sample_rate=48_000, channels=2, causal=False, norm="time_group_norm", segment_s=1.0, normalize=True,
+    target_bandwidths=(3.0, 6.0, 12.0, 24.0),
+)

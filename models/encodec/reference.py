@@ -11,14 +11,17 @@ from codecstream.registry import Reference
 from codecstream.streaming import StreamingConvTranspose1d
 
 from .codec import EncodecCodec
+from .config import EncodecConfig
+from .seanet import SegmentConv
+from .segments import SegmentCodes
 
-__all__ = ["official_state_dict", "reference_roundtrip"]
+__all__ = ["official_state_dict", "package_model", "reference_roundtrip"]
 
 
 def official_state_dict(
     *, encoder: nn.Module | None = None, quantizer: nn.Module | None = None, decoder: nn.Module | None = None
 ) -> dict[str, Tensor]:
-    """Our EnCodec parts' weights in the official ``encodec_24khz-*.th`` layout, weight norm
+    """Our EnCodec parts' weights in the official ``encodec_*.th`` layout, weight norm
     re-expressed as ``g = ‖w‖``, ``v = w`` (which gives back ``w``)."""
     out: dict[str, Tensor] = {}
     if quantizer is not None:
@@ -32,26 +35,55 @@ def official_state_dict(
             if ".lstm" in key:
                 out[f"{side}.model.{key}"] = value
                 continue
-            wrapper = "convtr.convtr" if isinstance(network.get_submodule(path), StreamingConvTranspose1d) else "conv.conv"
+            module = network.get_submodule(path)
+            if isinstance(module, nn.GroupNorm):  # X.norm beside X.conv (time group norm)
+                owner = path.rsplit(".", 1)[0]
+                conv = network.get_submodule(owner).conv  # type: ignore[union-attr]
+                kind = "convtr" if isinstance(conv, StreamingConvTranspose1d) else "conv"
+                out[f"{side}.model.{owner}.{kind}.norm.{leaf}"] = value
+                continue
+            if path.endswith(".conv") and isinstance(network.get_submodule(path.rsplit(".", 1)[0]), SegmentConv):
+                path = path.rsplit(".", 1)[0]
+            kind = "convtr" if isinstance(module, StreamingConvTranspose1d) else "conv"
             if leaf == "weight":
-                out[f"{side}.model.{path}.{wrapper}.weight_g"] = value.flatten(1).norm(dim=1).view(-1, 1, 1)
-                out[f"{side}.model.{path}.{wrapper}.weight_v"] = value
+                out[f"{side}.model.{path}.{kind}.{kind}.weight_g"] = value.flatten(1).norm(dim=1).view(-1, 1, 1)
+                out[f"{side}.model.{path}.{kind}.{kind}.weight_v"] = value
             else:
-                out[f"{side}.model.{path}.{wrapper}.{leaf}"] = value
+                out[f"{side}.model.{path}.{kind}.{kind}.{leaf}"] = value
     return out
 
 
-def reference_roundtrip(model: EncodecCodec, audio: Tensor, codes: Tensor, options: dict[str, Any]) -> Reference:
-    from encodec import EncodecModel  # ImportError when not installed
+def package_model(config: EncodecConfig) -> Any:
+    """The ``encodec`` package's ``EncodecModel`` for ``config`` (weights as initialised)."""
+    from encodec.model import EncodecModel  # ImportError when not installed
+    from encodec.modules import SEANetDecoder, SEANetEncoder
+    from encodec.quantization import ResidualVectorQuantizer
 
-    reference = EncodecModel.encodec_model_24khz(pretrained=False)
+    common = dict(
+        channels=config.channels, dimension=config.dimension, n_filters=config.n_filters,
+        n_residual_layers=config.n_residual_layers, ratios=list(config.ratios), norm=config.norm,
+        kernel_size=config.kernel_size, last_kernel_size=config.last_kernel_size,
+        residual_kernel_size=config.residual_kernel_size, dilation_base=config.dilation_base,
+        causal=config.causal, pad_mode=config.pad_mode, true_skip=config.true_skip,
+        compress=config.compress, lstm=config.lstm_layers,
+    )
+    quantizer = ResidualVectorQuantizer(dimension=config.dimension, n_q=config.num_codebooks, bins=config.codebook_size)
+    return EncodecModel(
+        SEANetEncoder(**common), SEANetDecoder(**common), quantizer, list(config.target_bandwidths),
+        config.sample_rate, config.channels, normalize=config.normalize, segment=config.segment_s,
+        overlap=config.overlap,
+    )
+
+
+def reference_roundtrip(model: EncodecCodec, audio: Tensor, codes: Any, options: dict[str, Any]) -> Reference:
+    reference = package_model(model.config)
     state = official_state_dict(encoder=model.encoder, quantizer=model.quantizer, decoder=model.decoder)
     missing, unexpected = reference.load_state_dict(state, strict=False)
     if unexpected or any(not k.endswith(("inited", "cluster_size", "embed_avg")) for k in missing):
         raise RuntimeError(f"weight export mismatch: missing {missing[:3]}, unexpected {unexpected[:3]}")
     reference = reference.to(device=audio.device, dtype=audio.dtype).eval()
-    if "bandwidth" in options:
-        reference.set_target_bandwidth(options["bandwidth"])
+    reference.set_target_bandwidth(options.get("bandwidth", model.config.target_bandwidths[-1]))
+    frames = list(codes) if isinstance(codes, SegmentCodes) else [(codes, None)]
 
     def roundtrip() -> Tensor:
         with torch.no_grad():
@@ -59,6 +91,6 @@ def reference_roundtrip(model: EncodecCodec, audio: Tensor, codes: Tensor, optio
 
     def decode() -> Tensor:
         with torch.no_grad():
-            return reference.decode([(codes, None)])
+            return reference.decode(frames)
 
     return Reference("encodec", roundtrip, decode)

@@ -2,11 +2,15 @@
 
 Layer indices equal the official ``encoder.model.N`` / transformers ``encoder.layers.N``
 indices, so checkpoint keys map by renaming alone.
+
+With ``norm="time_group_norm"`` (the 48 kHz model) every conv is followed by a GroupNorm over
+the whole signal, which no chunked computation can reproduce: those networks are built from
+plain containers whose every layer sees the whole segment at once (see :class:`SegmentConv`).
 """
 
 from __future__ import annotations
 
-from torch import nn
+from torch import Tensor, nn
 
 from codecstream.streaming import (
     Residual,
@@ -18,15 +22,51 @@ from codecstream.streaming import (
 
 from .config import EncodecConfig
 
-__all__ = ["build_encoder", "build_decoder"]
+__all__ = ["build_encoder", "build_decoder", "SegmentConv", "SegmentResidual"]
 
 
-def _conv(config: EncodecConfig, c_in: int, c_out: int, kernel: int, stride: int = 1, dilation: int = 1) -> StreamingConv1d:
+class SegmentConv(nn.Module):
+    """A conv (or transposed conv) then ``GroupNorm(1, C)`` over the whole input, then the
+    transposed conv's trim (EnCodec normalises before trimming). Whole signals only:
+    ``conv(x)`` without a context is the offline conv."""
+
+    def __init__(self, conv: nn.Module, channels: int, trim: tuple[int, int] = (0, 0)) -> None:
+        super().__init__()
+        self.conv = conv
+        self.norm = nn.GroupNorm(1, channels)
+        self.trim = trim
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.norm(self.conv(x))
+        return y[..., self.trim[0] : y.shape[-1] - self.trim[1]]
+
+
+class SegmentResidual(nn.Module):
+    """``shortcut(x) + block(x)`` over whole signals (every conv in it is centred: no delay)."""
+
+    def __init__(self, block: nn.Module, shortcut: nn.Module | None) -> None:
+        super().__init__()
+        self.block = block
+        self.shortcut = shortcut if shortcut is not None else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.shortcut(x) + self.block(x)
+
+
+def _segmented(config: EncodecConfig) -> bool:
+    return config.norm == "time_group_norm"
+
+
+def _sequential(config: EncodecConfig, *layers: nn.Module) -> nn.Module:
+    return nn.Sequential(*layers) if _segmented(config) else StreamingSequential(*layers)
+
+
+def _conv(config: EncodecConfig, c_in: int, c_out: int, kernel: int, stride: int = 1, dilation: int = 1) -> nn.Module:
     """EnCodec's ``SConv1d``: pad ``k_eff - stride`` (all left when causal, else split with the
     extra frame on the left), plus enough on the right to complete the last stride."""
     total = (kernel - 1) * dilation + 1 - stride
     right = 0 if config.causal else total // 2
-    return StreamingConv1d(
+    conv = StreamingConv1d(
         c_in,
         c_out,
         kernel,
@@ -36,28 +76,32 @@ def _conv(config: EncodecConfig, c_in: int, c_out: int, kernel: int, stride: int
         pad_mode="zeros" if config.pad_mode in ("constant", "zero", "zeros") else config.pad_mode,  # type: ignore[arg-type]
         pad_to_stride=True,
     )
+    return SegmentConv(conv, c_out) if _segmented(config) else conv
 
 
-def _conv_transpose(config: EncodecConfig, c_in: int, c_out: int, kernel: int, stride: int) -> StreamingConvTranspose1d:
+def _conv_transpose(config: EncodecConfig, c_in: int, c_out: int, kernel: int, stride: int) -> nn.Module:
     """EnCodec's ``SConvTranspose1d``: crop ``k - stride`` samples, all at the end when causal."""
     total = kernel - stride
     end = total if config.causal else total // 2
+    if _segmented(config):
+        return SegmentConv(StreamingConvTranspose1d(c_in, c_out, kernel, stride=stride), c_out, trim=(total - end, end))
     return StreamingConvTranspose1d(c_in, c_out, kernel, stride=stride, trim=(total - end, end))
 
 
-def _resblock(config: EncodecConfig, dim: int, dilation: int) -> Residual:
+def _resblock(config: EncodecConfig, dim: int, dilation: int) -> nn.Module:
     hidden = dim // config.compress
-    block = StreamingSequential(
+    block = _sequential(
+        config,
         nn.ELU(),
         _conv(config, dim, hidden, config.residual_kernel_size, dilation=dilation),
         nn.ELU(),
         _conv(config, hidden, dim, 1),
     )
     shortcut = None if config.true_skip else _conv(config, dim, dim, 1)
-    return Residual(block, shortcut)
+    return SegmentResidual(block, shortcut) if _segmented(config) else Residual(block, shortcut)
 
 
-def build_encoder(config: EncodecConfig) -> StreamingSequential:
+def build_encoder(config: EncodecConfig) -> nn.Module:
     """Audio ``[B, channels, T]`` → latents ``[B, dimension, ceil(T / hop)]``."""
     mult = 1
     layers: list[nn.Module] = [_conv(config, config.channels, config.n_filters, config.kernel_size)]
@@ -70,10 +114,10 @@ def build_encoder(config: EncodecConfig) -> StreamingSequential:
     if config.lstm_layers:
         layers.append(StreamingLSTM(mult * config.n_filters, config.lstm_layers))
     layers += [nn.ELU(), _conv(config, mult * config.n_filters, config.dimension, config.last_kernel_size)]
-    return StreamingSequential(*layers)
+    return _sequential(config, *layers)
 
 
-def build_decoder(config: EncodecConfig) -> StreamingSequential:
+def build_decoder(config: EncodecConfig) -> nn.Module:
     """Latents ``[B, dimension, F]`` → audio ``[B, channels, F · hop]``."""
     mult = 2 ** len(config.ratios)
     layers: list[nn.Module] = [_conv(config, config.dimension, mult * config.n_filters, config.kernel_size)]
@@ -86,4 +130,4 @@ def build_decoder(config: EncodecConfig) -> StreamingSequential:
             layers.append(_resblock(config, width // 2, config.dilation_base**j))
         mult //= 2
     layers += [nn.ELU(), _conv(config, config.n_filters, config.channels, config.last_kernel_size)]
-    return StreamingSequential(*layers)
+    return _sequential(config, *layers)
