@@ -12,7 +12,7 @@ __all__ = ["builtin_specs"]
 
 def builtin_specs() -> Iterator["ModelSpec"]:
     """Every built-in model spec (imports the families lazily)."""
-    from . import dac, encodec, hifigan, oobleck, snac, vocos
+    from . import dac, encodec, hifigan, mimi, oobleck, snac, vocos
 
     yield from encodec.SPECS
     yield from vocos.SPECS
@@ -20,3 +20,4 @@ def builtin_specs() -> Iterator["ModelSpec"]:
     yield from hifigan.SPECS
     yield from dac.SPECS
     yield from oobleck.SPECS
+    yield from mimi.SPECS
