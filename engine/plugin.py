@@ -76,12 +76,22 @@ class Codec(nn.Module):
     token_spec: TokenSpec | None = None
     #: Whether ``encode`` / ``encoder_stream`` exist (a pure vocoder may have none).
     has_encoder: bool = True
+    #: Whether the encoder streams (False: it needs the whole signal; ``encode`` only).
+    streaming_encoder: bool = True
+    #: Whether ``decoder_stream(mode="exact")`` exists (False: full attention or norms over all
+    #: frames; ``decode`` offline and ``mode="windowed"`` only).
+    exact_decoder: bool = True
 
     # -- what users call ----------------------------------------------------------------
     @property
     def frame_rate(self) -> float:
         """Frames of codes or features per second, Hz."""
         return self.sample_rate / self.hop_length
+
+    @property
+    def encoder_sample_rate(self) -> int:
+        """Rate of the audio the encoder takes, Hz (NeuCodec: 16 kHz in, 24 kHz out)."""
+        return self.sample_rate
 
     @property
     def device(self) -> torch.device:
@@ -118,6 +128,8 @@ class Codec(nn.Module):
 
         if not self.has_encoder:
             raise OptionError(f"{self.name} has no encoder")
+        if not self.streaming_encoder:
+            raise OptionError(f"{self.name}'s encoder needs the whole signal at once: call encode()")
         _check_options(self.encoder_options, options, f"{self.name} encoder")
         return EncoderStream(self, batch_size, sample_rate=sample_rate, options=self.encoder_options(**options))
 
@@ -144,6 +156,11 @@ class Codec(nn.Module):
         from .windowed import WindowedDecoderStream
 
         _check_options(self.decoder_options, options, f"{self.name} decoder")
+        if mode == "exact" and not self.exact_decoder:
+            raise OptionError(
+                f"{self.name} cannot stream exactly (every output depends on every frame): use "
+                "decoder_stream(mode='windowed', lookahead_frames=...) or decode() offline"
+            )
         if mode == "exact":
             if lookahead_frames is not None or context_frames is not None or block_frames is not None or crossfade_frames:
                 raise OptionError("lookahead_frames, context_frames, block_frames and crossfade_frames need mode='windowed'")
@@ -219,6 +236,17 @@ class Codec(nn.Module):
     def decoder_samples(self, n_frames: int) -> int:
         """Samples ``decoder_step`` has returned in total after ``n_frames`` frames."""
         raise NotImplementedError
+
+    def decode_window(self, codes: Any, options: dict[str, Any]) -> Tensor:
+        """Offline decode of a window of codes, for :class:`~codecstream.windowed.WindowedDecoderStream`."""
+        stream = self.decoder_stream(self.codes_batch_size(codes), **options)
+        return torch.cat([stream.push(codes), stream.flush()], dim=-1)
+
+    def default_context_frames(self, options: dict[str, Any]) -> int:
+        """Past frames a windowed stream decodes with each block by default: as many as the
+        exact decoder's lookahead (a symmetric receptive field is then covered)."""
+        exact = self.decoder_stream(1, **options).latency
+        return -(-exact // self.hop_length)
 
     @property
     def decoder_alignment(self) -> int:

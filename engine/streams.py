@@ -107,7 +107,7 @@ class EncoderStream(_Stream):
         self, model: "Codec", batch_size: int = 1, *, sample_rate: int | None = None, options: Any = None
     ) -> None:
         super().__init__(model, batch_size)
-        check_sample_rate(sample_rate, model.sample_rate)
+        check_sample_rate(sample_rate, model.encoder_sample_rate)
         self.options = options
         self._pending: Tensor | None = None
         self.samples_in = 0  # samples pushed so far

@@ -54,8 +54,7 @@ class WindowedDecoderStream(_Stream):
         self.options = dict(options or {})
         align = model.decoder_alignment
         if context_frames is None:
-            exact = model.decoder_stream(batch_size, **self.options).latency
-            context_frames = -(-exact // model.hop_length)
+            context_frames = model.default_context_frames(self.options)
         for name, value in (("lookahead_frames", lookahead_frames), ("context_frames", context_frames), ("crossfade_frames", crossfade_frames)):
             if not isinstance(value, int) or value < 0:
                 raise OptionError(f"{name} must be a non-negative integer, got {value!r}")
@@ -121,9 +120,8 @@ class WindowedDecoderStream(_Stream):
         first = max(0, start - self.context_frames) // align * align
         last = self._received if final else min(self._received, end + self.lookahead_frames)
         window = self.model.slice_codes(self._codes, first - self._base, last - self._base)
-        stream = self.model.decoder_stream(self.batch_size, **self.options)
         with torch.inference_mode():
-            audio = torch.cat([stream.push(window), stream.flush()], dim=-1)
+            audio = self.model.decode_window(window, self.options)
         begin = (start - first) * hop
         stop = audio.shape[-1] if final else (end - fade - first) * hop
         out = audio[..., begin:stop].clone()
