@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from .errors import *  # noqa: F401,F403 - the documented exception hierarchy
 from .errors import __all__ as _error_names
+from .latents import LATENT_MODELS, LatentAutoencoder, get_voco
 from .plugin import Codec, CodeLevel, TokenSpec
 from .registry import ENTRY_POINT_GROUP, ModelSpec, get_spec, list_models, load
 from .streaming import StreamContext
@@ -25,10 +26,13 @@ __all__ = [
     "DecoderStream",
     "ENTRY_POINT_GROUP",
     "EncoderStream",
+    "LATENT_MODELS",
+    "LatentAutoencoder",
     "ModelSpec",
     "StreamContext",
     "TokenSpec",
     "get_spec",
+    "get_voco",
     "list_models",
     "load",
     "__version__",

@@ -50,6 +50,8 @@ class StreamingFigures:
     chunk_p99_ms: float
     chunk_max_ms: float
     over_offline: float  # streaming compute / offline compute, same signal
+    max_abs_error: float  # |streamed - offline| (0 up to rounding for exact streams)
+    mode: str = "exact"  # or "windowed R=.. L=.. B=.." for models that cannot stream exactly
 
 
 @dataclass
@@ -63,7 +65,7 @@ class BenchResult:
     seconds: float
     sample_rate: int
     options: dict[str, Any]
-    latency: dict[str, float]
+    latency: dict[str, float | None]
     offline: dict[str, float]
     streaming: list[StreamingFigures] = field(default_factory=list)  # encoder -> decoder
     streaming_decode: list[StreamingFigures] = field(default_factory=list)  # decoder alone
@@ -80,22 +82,25 @@ class BenchResult:
     def print(self) -> None:
         print(f"model {self.model} ({self.weights}), {self.device} {self.dtype}, {self.torch_threads} threads, {self.machine}")
         print(f"signal {self.seconds:.1f} s at {self.sample_rate} Hz, options {self.options or '-'}")
-        print(
-            f"latency: encoder {self.latency['encoder_ms']:.1f} ms, decoder {self.latency['decoder_ms']:.1f} ms, "
-            f"first output {self.latency['startup_ms']:.1f} ms"
-        )
+        lat = self.latency
+        encoder = "offline only" if lat.get("encoder_ms") is None else f"{lat['encoder_ms']:.1f} ms"
+        first = "" if lat.get("startup_ms") is None else f", first output {lat['startup_ms']:.1f} ms"
+        print(f"latency: encoder {encoder}, decoder {lat['decoder_ms']:.1f} ms{first}")
         off = self.offline
         print(
             f"offline: encode {off['encode_s']:.3f} s, decode {off['decode_s']:.3f} s, "
             f"roundtrip {off['roundtrip_s']:.3f} s (RTF {off['rtf']:.3f})"
         )
         for title, rows in (("streaming encode->decode", self.streaming), ("streaming decode", self.streaming_decode)):
-            print(f"{title}:")
-            print(f"{'chunk':>8} {'chunks':>7} {'RTF':>7} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'x offline':>10}")
+            if not rows:
+                print(f"{title}: not available (the encoder needs the whole signal)")
+                continue
+            print(f"{title} ({rows[0].mode}):")
+            print(f"{'chunk':>8} {'chunks':>7} {'RTF':>7} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'x offline':>10} {'max err':>9}")
             for s in rows:
                 print(
                     f"{s.chunk_ms:>6.0f}ms {s.chunks:>7d} {s.rtf:>7.3f} {s.chunk_p50_ms:>8.2f} "
-                    f"{s.chunk_p99_ms:>8.2f} {s.chunk_max_ms:>8.2f} {s.over_offline:>10.2f}"
+                    f"{s.chunk_p99_ms:>8.2f} {s.chunk_max_ms:>8.2f} {s.over_offline:>10.2f} {s.max_abs_error:>9.2e}"
                 )
         ref = self.reference
         if "roundtrip_s" in ref:
@@ -155,14 +160,16 @@ def run_benchmark(
 ) -> BenchResult:
     model = load(name, weights, device=device, dtype=dtype)
     options = {} if bandwidth is None else {"bandwidth": bandwidth}
-    audio = test_signal(seconds, model.sample_rate, model.channels).to(device=device, dtype=dtype)
+    audio = test_signal(seconds, model.encoder_sample_rate, model.channels).to(device=device, dtype=dtype)
 
     with torch.inference_mode():
         encode_s, codes = _median_time(lambda: model.encode(audio, **options), repeats)
         decode_s, decoded = _median_time(lambda: model.decode(codes), repeats)
     roundtrip_s = encode_s + decode_s
 
-    encoder_probe, decoder_probe = model.encoder_stream(1, **options), model.decoder_stream(1)
+    encoder_probe = model.encoder_stream(1, **options) if model.streaming_encoder else None
+    decoder_probe = _decoder(model, WINDOWED_LOOKAHEAD_FRAMES)
+    startup = chain_startup_latency(model.encoder_frames, model.decoder_samples) if encoder_probe and model.exact_decoder else None
     result = BenchResult(
         model=name,
         weights=str(weights),
@@ -174,20 +181,19 @@ def run_benchmark(
         sample_rate=model.sample_rate,
         options=options,
         latency={
-            "encoder_samples": encoder_probe.latency,
+            "encoder_samples": None if encoder_probe is None else encoder_probe.latency,
             "decoder_samples": decoder_probe.latency,
-            "encoder_ms": encoder_probe.latency_ms,
+            "encoder_ms": None if encoder_probe is None else encoder_probe.latency_ms,
             "decoder_ms": decoder_probe.latency_ms,
-            "startup_ms": 1000
-            * chain_startup_latency(model.encoder_frames, model.decoder_samples)
-            / model.sample_rate,
+            "startup_ms": None if startup is None else 1000 * startup / model.sample_rate,
         },
         offline={"encode_s": encode_s, "decode_s": decode_s, "roundtrip_s": roundtrip_s, "rtf": roundtrip_s / seconds},
     )
 
     for ms in chunk_ms:
-        result.streaming.append(_stream_roundtrip(model, audio, ms, options, roundtrip_s))
-        result.streaming_decode.append(_stream_decode(model, codes, ms, decode_s))
+        if encoder_probe is not None:
+            result.streaming.append(_stream_roundtrip(model, audio, ms, options, roundtrip_s, decoded))
+        result.streaming_decode.append(_stream_decode(model, codes, ms, decode_s, decoded))
 
     if reference:
         result.reference = _reference_figures(name, model, audio, codes, options, decoded, repeats, result)
@@ -206,12 +212,33 @@ def run_benchmark(
     return result
 
 
+#: Lookahead of the windowed streams benchmarked for models that cannot stream exactly
+#: (NeuTTS streams NeuCodec with 5 frames, 100 ms).
+WINDOWED_LOOKAHEAD_FRAMES = 5
+
+
+def _decoder(model: Any, frames_per_chunk: int) -> Any:
+    """The model's exact decoder stream, or a windowed one (lookahead 5 frames, blocks of one
+    chunk, the model's default context) when it has none."""
+    if model.exact_decoder:
+        return model.decoder_stream(1)
+    return model.decoder_stream(1, mode="windowed", lookahead_frames=WINDOWED_LOOKAHEAD_FRAMES, block_frames=max(1, frames_per_chunk))
+
+
+def _error(parts: list[torch.Tensor], offline: torch.Tensor) -> float:
+    streamed = torch.cat(parts, dim=-1)
+    n = min(streamed.shape[-1], offline.shape[-1])
+    return float((streamed[..., :n] - offline[..., :n]).abs().max()) if n else 0.0
+
+
 def _speaks_orpheus(model: Any) -> bool:
     config = getattr(model, "config", None)
     return getattr(config, "vq_strides", None) == (4, 2, 1) and getattr(config, "codebook_size", None) == 4096
 
 
-def _figures(ms: float, per_chunk: list[float], tail_s: float, seconds: float, offline_s: float) -> StreamingFigures:
+def _figures(
+    ms: float, per_chunk: list[float], tail_s: float, seconds: float, offline_s: float, error: float, mode: str = "exact"
+) -> StreamingFigures:
     total = sum(per_chunk) + tail_s
     return StreamingFigures(
         chunk_ms=ms,
@@ -222,46 +249,58 @@ def _figures(ms: float, per_chunk: list[float], tail_s: float, seconds: float, o
         chunk_p99_ms=1000 * _percentile(per_chunk, 99),
         chunk_max_ms=1000 * max(per_chunk),
         over_offline=total / offline_s,
+        max_abs_error=error,
+        mode=mode,
     )
 
 
-def _stream_roundtrip(model: Any, audio: torch.Tensor, ms: float, options: dict[str, Any], offline_s: float) -> StreamingFigures:
+def _stream_roundtrip(
+    model: Any, audio: torch.Tensor, ms: float, options: dict[str, Any], offline_s: float, offline: torch.Tensor
+) -> StreamingFigures:
     """Audio pushed ``ms`` at a time through an encoder stream feeding a decoder stream."""
-    chunk = max(1, round(ms * model.sample_rate / 1000))
-    encoder, decoder = model.encoder_stream(1, **options), model.decoder_stream(1)
+    chunk = max(1, round(ms * model.encoder_sample_rate / 1000))
+    frames = max(1, round(ms * model.frame_rate / 1000))
+    encoder, decoder = model.encoder_stream(1, **options), _decoder(model, frames)
     per_chunk: list[float] = []
+    out: list[torch.Tensor] = []
     for start in range(0, audio.shape[-1], chunk):
         began = time.perf_counter()
-        decoder.push(encoder.push(audio[..., start : start + chunk]))
+        out.append(decoder.push(encoder.push(audio[..., start : start + chunk])))
         per_chunk.append(time.perf_counter() - began)
     began = time.perf_counter()
-    decoder.push(encoder.flush())
-    decoder.flush()
-    seconds = audio.shape[-1] / model.sample_rate
-    return _figures(ms, per_chunk, time.perf_counter() - began, seconds, offline_s)
+    out += [decoder.push(encoder.flush()), decoder.flush()]
+    seconds = audio.shape[-1] / model.encoder_sample_rate
+    return _figures(ms, per_chunk, time.perf_counter() - began, seconds, offline_s, _error(out, offline), _mode(decoder))
 
 
-def _stream_decode(model: Any, codes: Any, ms: float, offline_s: float) -> StreamingFigures:
+def _mode(stream: Any) -> str:
+    if hasattr(stream, "lookahead_frames"):
+        return f"windowed R={stream.lookahead_frames} L={stream.context_frames} B={stream.block_frames}"
+    return "exact"
+
+
+def _stream_decode(model: Any, codes: Any, ms: float, offline_s: float, offline: torch.Tensor) -> StreamingFigures:
     """Codes pushed as they would arrive in ``ms`` chunks (frame counts alternate when ``ms``
     is not a whole number of frames), through a decoder stream alone."""
     frames = model.num_frames(codes)
     per_chunk_frames = ms * model.frame_rate / 1000
     chunks = math.ceil(frames / per_chunk_frames)
     bounds = sorted({min(frames, round(k * per_chunk_frames)) for k in range(1, chunks + 1)} | {frames})
-    decoder = model.decoder_stream(1)
+    decoder = _decoder(model, max(1, round(per_chunk_frames)))
     per_chunk: list[float] = []
+    out: list[torch.Tensor] = []
     start = 0
     for end in bounds:
         if end <= start:
             continue
         began = time.perf_counter()
-        decoder.push(model.slice_codes(codes, start, end))
+        out.append(decoder.push(model.slice_codes(codes, start, end)))
         per_chunk.append(time.perf_counter() - began)
         start = end
     began = time.perf_counter()
-    decoder.flush()
+    out.append(decoder.flush())
     seconds = frames * model.hop_length / model.sample_rate
-    return _figures(ms, per_chunk, time.perf_counter() - began, seconds, offline_s)
+    return _figures(ms, per_chunk, time.perf_counter() - began, seconds, offline_s, _error(out, offline), _mode(decoder))
 
 
 def _reference_figures(

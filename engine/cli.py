@@ -202,7 +202,7 @@ def _read_input(args: argparse.Namespace, model: Any) -> torch.Tensor:
 
     audio, rate = read_audio(args.input)
     return conform_audio(
-        audio, rate, target_rate=model.sample_rate, target_channels=model.channels, resample=args.resample, mix=args.mix
+        audio, rate, target_rate=model.encoder_sample_rate, target_channels=model.channels, resample=args.resample, mix=args.mix
     )
 
 
@@ -237,9 +237,12 @@ def _cmd_encode(args: argparse.Namespace) -> int:
 
     model = _load(args, args.model)
     audio = _read_input(args, model)
-    parts: list[Any] = []
-    _stream_encode(model, audio, args, parts.append)
-    codes = model.concat_codes(parts)
+    if model.streaming_encoder:
+        parts: list[Any] = []
+        _stream_encode(model, audio, args, parts.append)
+        codes = model.concat_codes(parts)
+    else:  # the encoder needs the whole signal
+        codes = model.encode(audio, **_encode_options(args))
     levels = model.codes_to_arrays(codes)
     write_codes(
         args.output,
@@ -248,7 +251,7 @@ def _cmd_encode(args: argparse.Namespace) -> int:
             sample_rate=model.sample_rate,
             channels=model.channels,
             hop_length=model.hop_length,
-            num_samples=audio.shape[-1],
+            num_samples=audio.shape[-1] * model.sample_rate // model.encoder_sample_rate,
             levels=levels,
             bandwidth_kbps=args.bandwidth,
         ),
@@ -266,8 +269,13 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     if name != file.model:
         raise CodecStreamError(f"{args.input} holds {file.model} codes; it cannot be decoded with {name}")
     model = _load(args, name)
-    stream = model.decoder_stream(1)
     codes = model.codes_from_arrays(file.levels)
+    if not model.exact_decoder:  # no exact stream: decode offline
+        audio = model.decode(codes)[..., : file.num_samples]
+        write_audio(args.output, audio, model.sample_rate)
+        print(f"{args.input} -> {args.output}: {audio.shape[-1] / model.sample_rate:.2f} s at {model.sample_rate} Hz (offline)")
+        return 0
+    stream = model.decoder_stream(1)
     frames = model.num_frames(codes)
     frames_per_chunk = max(1, round(args.chunk_ms / 1000 * model.frame_rate))
     progress = _progress(args, file.num_samples / model.sample_rate)
@@ -288,11 +296,17 @@ def _cmd_roundtrip(args: argparse.Namespace) -> int:
 
     model = _load(args, args.model)
     audio = _read_input(args, model)
+    out_samples = audio.shape[-1] * model.sample_rate // model.encoder_sample_rate
+    if not (model.streaming_encoder and model.exact_decoder):
+        out = model.decode(model.encode(audio, **_encode_options(args)))[..., :out_samples]
+        write_audio(args.output, out, model.sample_rate)
+        print(f"{args.input} -> {args.output}: {out.shape[-1] / model.sample_rate:.2f} s, model {model.name}, offline (it cannot stream exactly)")
+        return 0
     decoder = model.decoder_stream(1)
     parts: list[torch.Tensor] = []
     encoder = _stream_encode(model, audio, args, lambda codes: parts.append(decoder.push(codes)))
     parts.append(decoder.flush())
-    out = torch.cat(parts, dim=-1)[..., : audio.shape[-1]]
+    out = torch.cat(parts, dim=-1)[..., :out_samples]
     write_audio(args.output, out, model.sample_rate)
     print(
         f"{args.input} -> {args.output}: {out.shape[-1] / model.sample_rate:.2f} s, model {model.name}, "

@@ -82,10 +82,13 @@ def _open_sink(config: LoopbackConfig, model: Any, block: int, clip_without_devi
         return WavFileSink(config.output_file, model.sample_rate, model.channels)
     if not clip_without_device and (config.output_device is not None or has_output_device()):
         device = _device_or_none(config.output_device)
-        # One block of cushion before playing; at most three more queued, so an underrun's
-        # delay is dropped again instead of adding up.
+        # One block of cushion before playing. Live audio that comes late (after an underrun)
+        # is skipped for as long as the gap lasted, so the latency stays what it was.
         ring = 4 * block / model.sample_rate
-        return open_sink(config.backend, device, model.sample_rate, model.channels, DEVICE_BLOCK, prefill_frames=block, ring_seconds=ring)
+        return open_sink(
+            config.backend, device, model.sample_rate, model.channels, DEVICE_BLOCK, prefill_frames=block,
+            ring_seconds=ring, late_audio="drop",
+        )
     path = Path("codecstream-loopback.wav")
     say(f"no output device here: writing {path}")
     return WavFileSink(path, model.sample_rate, model.channels)

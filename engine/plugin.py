@@ -20,6 +20,7 @@ from .streaming import StreamContext
 from .validation import check_audio
 
 if TYPE_CHECKING:
+    from .latents import LatentAutoencoder
     from .streams import DecoderStream, EncoderStream
     from .windowed import WindowedDecoderStream
 
@@ -178,6 +179,11 @@ class Codec(nn.Module):
             crossfade_frames=crossfade_frames,
             options=options,
         )
+
+    def latents(self, **options: Any) -> "LatentAutoencoder":
+        """This model's continuous latent space behind the time-major ``get_voco`` interface
+        (see :mod:`codecstream.latents`); OptionError for models that have none."""
+        raise OptionError(f"{self.name} has no continuous latent space (see codecstream.latents.LATENT_MODELS)")
 
     # -- plugin hooks: encoder side -----------------------------------------------------
     def encoder_options(self, **options: Any) -> Any:

@@ -175,7 +175,9 @@ class DecoderStream(_Stream):
         self._check_open("push")
         codes = self.model.check_codes(codes, self.batch_size)
         layout = self.model.code_layout(codes)
-        if not self._layout_set:
+        if self.model.num_frames(codes) == 0:
+            pass  # an empty push has no layout to hold the stream to
+        elif not self._layout_set:
             self._layout, self._layout_set = layout, True
         elif layout != self._layout:
             raise StreamStateError(

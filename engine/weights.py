@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -22,6 +22,7 @@ __all__ = [
     "find_file",
     "rename_keys",
     "fold_weight_norm",
+    "export_state",
     "load_state",
     "resolve_weights",
 ]
@@ -117,6 +118,43 @@ def fold_weight_norm(state: Mapping[str, Tensor], dtype: torch.dtype | None = No
                 continue
             g, v = out.pop(key), out.pop(v_key)
             out[prefix + ".weight"] = torch._weight_norm(v, g, 0)
+    return out
+
+
+_WEIGHT_NORM_PAIRS = ((".weight_g", ".weight_v"), (".parametrizations.weight.original0", ".parametrizations.weight.original1"))
+
+
+def export_state(
+    ours: Mapping[str, Tensor], layout: Mapping[str, Tensor], to_plugin: Callable[[dict[str, Tensor]], Mapping[str, Tensor]]
+) -> dict[str, Tensor]:
+    """Our weights in another model's layout (a reference implementation's, for benchmarks).
+
+    ``layout`` is that model's own state dict and ``to_plugin`` the renaming a checkpoint reader
+    applies to it (before :func:`fold_weight_norm`). Renaming passes each tensor through
+    unchanged, so following the tensors through ``to_plugin`` gives the key map without writing
+    its inverse. Weight-norm pairs become ``g = ‖w‖``, ``v = w`` (which gives back ``w``).
+    Raises :class:`CheckpointMismatchError` when a ``layout`` key finds no weight of ours.
+    """
+    source = {id(tensor): key for key, tensor in layout.items()}
+    out: dict[str, Tensor] = {}
+    for our_key, tensor in to_plugin(dict(layout)).items():
+        layout_key = source.get(id(tensor))
+        if layout_key is None:
+            continue
+        for g_suffix, v_suffix in _WEIGHT_NORM_PAIRS:
+            if our_key.endswith((g_suffix, v_suffix)):
+                suffix = g_suffix if our_key.endswith(g_suffix) else v_suffix
+                weight = ours.get(our_key[: -len(suffix)] + ".weight")
+                if weight is not None and suffix == g_suffix:  # norm over every dimension but 0
+                    weight = weight.flatten(1).norm(dim=1).reshape(tensor.shape)
+                break
+        else:
+            weight = ours.get(our_key)
+        if weight is not None:
+            out[layout_key] = weight.reshape(tensor.shape).to(tensor.dtype)
+    missing = [key for key in layout if key not in out]
+    if missing:
+        raise CheckpointMismatchError(f"no weight of ours for {len(missing)} reference tensors, e.g. {missing[:3]}")
     return out
 
 

@@ -69,9 +69,14 @@ def speech_like(seconds: float, seed: int) -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
-def small_hf(tmp_path_factory):
+def small_dir(tmp_path_factory):
     directory = tmp_path_factory.mktemp("neucodec_hf")
-    reference = hf_model(SMALL, directory, seed=1)
+    return hf_model(SMALL, directory, seed=1), directory
+
+
+@pytest.fixture(scope="module")
+def small_hf(small_dir):
+    reference, directory = small_dir
     return reference, cs.load("neucodec", weights=directory)
 
 
@@ -235,3 +240,29 @@ def test_published_decoder_size(tmp_path):
     with torch.no_grad():
         assert max_rel_error(model.decode(codes), reference.decode(audio_codes=codes).audio_values) <= 1e-4
     assert NEUCODEC.hop_length == 480 and NEUCODEC.n_fft == 1920 and NEUCODEC.codebook_size == 65536
+
+
+def test_command_line_runs_offline_and_says_so(small_dir, tmp_path):
+    """encode takes 16 kHz (resampled from the file), decode gives 24 kHz; both offline."""
+    import subprocess
+    import sys
+
+    import soundfile
+
+    _, directory = small_dir
+    audio = speech_like(1.0, seed=8)[0, 0].numpy()
+    import soxr
+
+    soundfile.write(tmp_path / "in.wav", soxr.resample(audio, 16_000, 22_050), 22_050)
+
+    def run(*args):
+        result = subprocess.run([sys.executable, "-m", "codecstream", *args, "--weights", str(directory)], capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    run("encode", str(tmp_path / "in.wav"), str(tmp_path / "x.codes"), "--model", "neucodec", "--resample")
+    assert "(offline)" in run("decode", str(tmp_path / "x.codes"), str(tmp_path / "out.wav"))
+    out, rate = soundfile.read(tmp_path / "out.wav")
+    assert rate == 24_000 and out.shape == (24_000,)
+    assert "offline" in run("roundtrip", str(tmp_path / "in.wav"), str(tmp_path / "rt.wav"), "--model", "neucodec", "--resample")
+    assert np.abs(soundfile.read(tmp_path / "rt.wav")[0] - out).max() < 1e-4  # the same codes, the same decode

@@ -185,6 +185,42 @@ def test_callbacks_survive_starving_and_flooding(backend):
     assert sink.ring.dropped_frames == 400 and sink.ring.available() == 90
 
 
+@pytest.mark.parametrize("late_audio", ["play", "drop"])
+def test_late_audio_after_an_underrun_is_played_or_skipped(late_audio):
+    """Blocks of 10 frames played 5 at a time; the third block comes one callback late. "play"
+    plays every frame, 5 frames later than planned from then on; "drop" skips the 5 frames the
+    gap lasted and is back on the planned timeline."""
+    sink = SoundDeviceSink(None, 1000, 1, prefill_frames=10, ring_seconds=1.0, late_audio=late_audio)
+
+    def play():
+        out = np.full((5, 1), -1, np.float32)
+        sink._callback(out, 5, None, None)
+        return out[:, 0]
+
+    def block(first):
+        return np.arange(first, first + 10, dtype=np.float32)[:, None]
+
+    sink.write(block(1))
+    heard = [play(), play()]
+    sink.write(block(11))
+    heard += [play(), play()]
+    heard.append(play())  # the worker is late: the ring is empty
+    sink.write(block(21))
+    sink.write(block(31))  # and catches up
+    heard += [play(), play(), play()]
+    audio = np.concatenate(heard)
+    assert sink.underruns == 1 and audio[:20].tolist() == list(range(1, 21)) and (audio[20:25] == 0).all()
+    if late_audio == "play":
+        assert audio[25:].tolist() == list(range(21, 36)) and sink.late_dropped_frames == 0 and sink.ring.available() == 5
+    else:  # 21..25 were due during the gap: skipped; 26 plays when it was planned to
+        assert audio[25:].tolist() == list(range(26, 41)) and sink.late_dropped_frames == 5 and sink.ring.available() == 0
+
+
+def test_late_audio_policy_is_checked():
+    with pytest.raises(cs.OptionError):
+        SoundDeviceSink(None, 1000, 1, late_audio="stretch")
+
+
 def no_device_env(tmp_path):
     """An environment where PortAudio finds no sound card (no PulseAudio server, no ALSA cards)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PULSE", "XDG_"))}

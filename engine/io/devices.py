@@ -9,11 +9,11 @@ before it starts playing, then plays whatever the ring has, silence on a shortfa
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from ..errors import CodecStreamError
+from ..errors import CodecStreamError, OptionError
 from ..runtime.ring import RingBuffer
 from .base import AudioSink, AudioSource
 
@@ -24,6 +24,7 @@ __all__ = [
     "has_output_device",
     "open_source",
     "open_sink",
+    "LateAudio",
     "SoundDeviceSource",
     "SoundDeviceSink",
     "PyAudioSource",
@@ -68,12 +69,22 @@ def has_output_device() -> bool:
     return _default_device("output")
 
 
-class _Prefill:
-    """Output-side state shared by both backends: hold silence until the cushion is full."""
+LateAudio = Literal["play", "drop"]
 
-    def __init__(self, ring: RingBuffer, prefill_frames: int) -> None:
+
+class _Prefill:
+    """Output-side state shared by both backends: hold silence until the cushion is full, then
+    play; after an underrun, either play everything late (``"play"``: nothing lost, latency
+    grows by the gap, right for TTS) or skip as much late audio as the gap lasted
+    (``"drop"``: latency returns to what it was, right for live audio)."""
+
+    def __init__(self, ring: RingBuffer, prefill_frames: int, late_audio: LateAudio = "play") -> None:
+        if late_audio not in ("play", "drop"):
+            raise OptionError(f"late_audio must be 'play' or 'drop', got {late_audio!r}")
         self.ring = ring
         self.prefill_frames = prefill_frames
+        self.drop_late = late_audio == "drop"
+        self.owed_frames = 0  # silence played in underruns, not yet made up by skipping
         self.playing = False
         self.ending = False  # set by drain(): running dry now is the end, not an underrun
 
@@ -89,16 +100,22 @@ class _Prefill:
                 out.fill(0.0)
                 return
             self.playing = True
-        self.ring.read_into(out)
+        if self.owed_frames:
+            # Skip only what leaves this callback whole: skipping into a new underrun would
+            # just owe the frames again.
+            self.owed_frames -= self.ring.skip(min(self.owed_frames, self.ring.available() - len(out)))
+        have = self.ring.read_into(out)
+        if self.drop_late and have < len(out):
+            self.owed_frames = min(self.owed_frames + len(out) - have, self.ring.capacity)
 
 
 class _RingSink(AudioSink):
     """What both backends' sinks share: the ring, the prefill, the counters, drain."""
 
-    def __init__(self, sample_rate: int, channels: int, prefill_frames: int, ring_seconds: float) -> None:
+    def __init__(self, sample_rate: int, channels: int, prefill_frames: int, ring_seconds: float, late_audio: LateAudio) -> None:
         super().__init__(sample_rate, channels)
         self.ring = RingBuffer(max(1, int(ring_seconds * sample_rate)), channels, policy="drop_oldest")
-        self._prefill = _Prefill(self.ring, prefill_frames)
+        self._prefill = _Prefill(self.ring, prefill_frames, late_audio)
 
     @property
     def underruns(self) -> int:
@@ -107,6 +124,11 @@ class _RingSink(AudioSink):
     @property
     def playing(self) -> bool:
         return self._prefill.playing
+
+    @property
+    def late_dropped_frames(self) -> int:
+        """Frames skipped to win back the delay of underruns (``late_audio="drop"``)."""
+        return self.ring.skipped_frames
 
     def buffered_frames(self) -> int:
         return self.ring.available()
@@ -159,8 +181,8 @@ class SoundDeviceSource(AudioSource):
 class SoundDeviceSink(_RingSink):
     """Playback through ``sounddevice.OutputStream`` from a ring, after ``prefill_frames``."""
 
-    def __init__(self, device: int | str | None, sample_rate: int, channels: int = 1, *, block_frames: int = 0, latency: str | float = "low", prefill_frames: int = 0, ring_seconds: float = 2.0) -> None:
-        super().__init__(sample_rate, channels, prefill_frames, ring_seconds)
+    def __init__(self, device: int | str | None, sample_rate: int, channels: int = 1, *, block_frames: int = 0, latency: str | float = "low", prefill_frames: int = 0, ring_seconds: float = 2.0, late_audio: LateAudio = "play") -> None:
+        super().__init__(sample_rate, channels, prefill_frames, ring_seconds, late_audio)
         self.device, self.block_frames, self.latency = device, block_frames, latency
         self._stream: Any = None
 
@@ -251,8 +273,8 @@ class PyAudioSource(AudioSource):
 class PyAudioSink(_RingSink):
     """Playback through a PyAudio callback stream from a ring, after ``prefill_frames``."""
 
-    def __init__(self, device: int | str | None, sample_rate: int, channels: int = 1, *, block_frames: int = 256, prefill_frames: int = 0, ring_seconds: float = 2.0) -> None:
-        super().__init__(sample_rate, channels, prefill_frames, ring_seconds)
+    def __init__(self, device: int | str | None, sample_rate: int, channels: int = 1, *, block_frames: int = 256, prefill_frames: int = 0, ring_seconds: float = 2.0, late_audio: LateAudio = "play") -> None:
+        super().__init__(sample_rate, channels, prefill_frames, ring_seconds, late_audio)
         self.device, self.block_frames = device, block_frames
         self._out = np.zeros((8192, channels), dtype=np.float32)  # PyAudio asks for <= a few buffers
         self._audio: Any = None
@@ -306,12 +328,13 @@ def open_source(
 
 def open_sink(
     backend: str, device: int | str | None, sample_rate: int, channels: int, block_frames: int, prefill_frames: int,
-    *, ring_seconds: float = 2.0,
+    *, ring_seconds: float = 2.0, late_audio: LateAudio = "play",
 ) -> AudioSink:
-    """A device sink; ``ring_seconds`` bounds the audio queued for playing: after an underrun
-    (which delays everything that follows) the oldest audio is dropped to get back to it."""
+    """A device sink; ``ring_seconds`` bounds the audio queued for playing (beyond it the
+    oldest is dropped); ``late_audio`` says what follows an underrun: ``"play"`` everything
+    (later than planned) or ``"drop"`` as much as the gap lasted, so latency stays put."""
     if backend == "sounddevice":
-        return SoundDeviceSink(device, sample_rate, channels, block_frames=block_frames, prefill_frames=prefill_frames, ring_seconds=ring_seconds)
+        return SoundDeviceSink(device, sample_rate, channels, block_frames=block_frames, prefill_frames=prefill_frames, ring_seconds=ring_seconds, late_audio=late_audio)
     if backend == "pyaudio":
-        return PyAudioSink(device, sample_rate, channels, block_frames=block_frames or 256, prefill_frames=prefill_frames, ring_seconds=ring_seconds)
+        return PyAudioSink(device, sample_rate, channels, block_frames=block_frames or 256, prefill_frames=prefill_frames, ring_seconds=ring_seconds, late_audio=late_audio)
     raise DeviceError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")

@@ -36,6 +36,7 @@ class PipelineMetrics:
     audio_seconds: float
     input_overflows: int
     output_underruns: int
+    late_dropped_ms: float  # late output skipped after underruns, so latency stays put
     device_status_flags: int
     keeping_up: bool
 

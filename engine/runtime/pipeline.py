@@ -221,6 +221,7 @@ class Pipeline:
             audio_seconds=audio_s,
             input_overflows=self.source.ring.overflows,
             output_underruns=underruns,
+            late_dropped_ms=1000 * getattr(self.sink, "late_dropped_frames", 0) / self.sink.sample_rate,
             device_status_flags=self.source.status_flags + self.sink.status_flags,
             keeping_up=rtf < 1.0 and compute < block,
         )

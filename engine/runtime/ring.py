@@ -33,7 +33,8 @@ class RingBuffer:
 
     Counters (read them from any thread): ``overflows`` (writes that did not fit, or lapped
     the reader), ``dropped_frames`` (frames lost to them), ``underruns`` (reads that wanted
-    more than was there) and ``missing_frames`` (frames those reads lacked).
+    more than was there), ``missing_frames`` (frames those reads lacked) and
+    ``skipped_frames`` (frames the reader chose to skip, :meth:`skip`).
     """
 
     def __init__(self, capacity: int, channels: int = 1, *, dtype: np.dtype | type = np.float32, policy: Policy = "drop_oldest") -> None:
@@ -51,6 +52,7 @@ class RingBuffer:
         self.dropped_frames = 0
         self.underruns = 0
         self.missing_frames = 0
+        self.skipped_frames = 0
         self._space = threading.Event()  # set by the reader, for blocking writers
 
     @property
@@ -159,6 +161,15 @@ class RingBuffer:
         self._read += n
         self._space.set()
         return out
+
+    def skip(self, n: int) -> int:
+        """Discard up to ``n`` of the oldest frames (reader side); return how many went."""
+        self._catch_up()
+        n = max(0, min(n, self._written - self._read))
+        self._read += n
+        self.skipped_frames += n
+        self._space.set()
+        return n
 
     def clear(self) -> None:
         """Drop everything unread (reader side)."""

@@ -212,9 +212,11 @@ class Server:
         protocol = Protocol(max_message_bytes=self.config.max_message_bytes)
         session: Session | None = None
         try:
+            first = await asyncio.wait_for(websocket.recv(), self.config.idle_timeout_s)
+            # Refused after its hello, not before: a client still sending the hello would find
+            # the socket closed under it instead of reading why.
             if len(self.sessions) >= self.config.max_sessions:
                 raise ProtocolError("server_busy", f"the server is at its limit of {self.config.max_sessions} sessions")
-            first = await asyncio.wait_for(websocket.recv(), self.config.idle_timeout_s)
             hello = protocol.receive(first)
             if not isinstance(hello, Hello):
                 raise ProtocolError("unexpected", "the first message must be a hello")

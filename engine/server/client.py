@@ -16,7 +16,7 @@ import numpy as np
 
 from .protocol import Audio, Codes, End, ErrorMessage, Hello, Protocol, Ready, Stats
 
-__all__ = ["ClientResult", "stream_audio", "ServerError"]
+__all__ = ["ClientResult", "stream_audio", "expect_ready", "ServerError"]
 
 
 class ServerError(Exception):
@@ -25,6 +25,16 @@ class ServerError(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
+
+
+def expect_ready(message: object) -> Ready:
+    """The server's answer to a hello: ``Ready``, or :class:`ServerError` (its error, or any
+    other message, which a server must not send first)."""
+    if isinstance(message, ErrorMessage):
+        raise ServerError(message.code, message.message)
+    if not isinstance(message, Ready):
+        raise ServerError("protocol", f"expected a ready message after hello, got {type(message).__name__}")
+    return message
 
 
 @dataclass
@@ -62,10 +72,7 @@ async def stream_audio(
     chunk = max(1, round(chunk_ms * sample_rate / 1000))
     async with connect(url, additional_headers=headers, max_size=1 << 24, open_timeout=open_timeout) as websocket:
         await websocket.send(protocol.hello(Hello(model=model, direction=direction, sample_rate=sample_rate, channels=audio.shape[1], format=audio_format, options=options or {})))
-        ready = protocol.receive(await websocket.recv())
-        if isinstance(ready, ErrorMessage):
-            raise ServerError(ready.code, ready.message)
-        assert isinstance(ready, Ready)
+        ready = expect_ready(protocol.receive(await websocket.recv()))
         result = ClientResult(ready=ready, audio=None)
         pieces: list[np.ndarray] = []
         received = 0

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from .client import ServerError, stream_audio
-from .protocol import Audio, End, ErrorMessage, Hello, Protocol, Ready
+from .client import ServerError, expect_ready, stream_audio
+from .protocol import Audio, End, ErrorMessage, Hello, Protocol
 
 __all__ = ["run_client"]
 
@@ -55,11 +55,8 @@ async def _microphone_client(args: Any) -> str:
     chunk = round(args.chunk_ms * rate / 1000)
     async with connect(args.url, additional_headers=headers, max_size=1 << 24) as websocket:
         await websocket.send(protocol.hello(Hello(model=args.model, direction="audio->audio", sample_rate=rate)))
-        ready = protocol.receive(await websocket.recv())
-        if isinstance(ready, ErrorMessage):
-            raise ServerError(ready.code, ready.message)
-        assert isinstance(ready, Ready)
-        sink: Any = WavFileSink(args.output, rate) if args.output else SoundDeviceSink(None, rate, 1, block_frames=512, prefill_frames=chunk * 3, ring_seconds=1.0)
+        ready = expect_ready(protocol.receive(await websocket.recv()))
+        sink: Any = WavFileSink(args.output, rate) if args.output else SoundDeviceSink(None, rate, 1, block_frames=512, prefill_frames=chunk * 3, ring_seconds=1.0, late_audio="drop")
         sink.start()
         source.start()
         started = time.monotonic()

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..server.client import ServerError
-from ..server.protocol import Audio, End, ErrorMessage, Hello, Protocol, Ready
+from ..server.client import ServerError, expect_ready
+from ..server.protocol import Audio, End, ErrorMessage, Hello, Protocol
 from ..server.session import codes_to_wire
 
 __all__ = ["RemoteTokenDecoder"]
@@ -33,11 +33,7 @@ class RemoteTokenDecoder:
         self._socket = connect(url, additional_headers=headers, max_size=1 << 24)
         rate = self.model.sample_rate
         self._socket.send(self._protocol.hello(Hello(model=self.model.name, direction="codes->audio", sample_rate=rate, format="f32", options=options or {})))
-        ready = self._protocol.receive(self._socket.recv())
-        if isinstance(ready, ErrorMessage):
-            raise ServerError(ready.code, ready.message)
-        assert isinstance(ready, Ready)
-        self.ready = ready
+        self.ready = ready = expect_ready(self._protocol.receive(self._socket.recv()))
         self.latency = round(ready.latency_ms * rate / 1000)
         self._audio: queue.Queue[np.ndarray | None | BaseException] = queue.Queue()
         self._reader = threading.Thread(target=self._read, daemon=True)

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from codecstream.errors import OptionError
+from codecstream.latents import Length, LatentAutoencoder, clamp_length
 from codecstream.plugin import Codec, CodeLevel, TokenSpec
 from codecstream.streaming import StreamContext, StreamingSequential
 from codecstream.streaming.pointwise import Snake1d
@@ -101,14 +102,23 @@ class DacCodec(Codec):
         return n_codebooks
 
     def encoder_step(self, audio: Tensor, ctx: StreamContext, n_codebooks: int) -> Tensor:
+        return self.quantizer.encode(self.latents_step(audio, ctx), n_codebooks)
+
+    def encoder_flush(self, ctx: StreamContext, n_codebooks: int) -> Tensor | None:
+        latents = self.latents_flush(ctx)
+        return None if latents is None else self.quantizer.encode(latents, n_codebooks)
+
+    def latents_step(self, audio: Tensor, ctx: StreamContext) -> Tensor:
+        """The encoder's continuous output ``[B, hidden, n]`` now final (before quantisation)."""
         state = ctx.get(self)
         if state is None:
             state = EncoderState(0)
             ctx.set(self, state)
         state.samples += audio.shape[-1]
-        return self.quantizer.encode(self.encoder.step(audio, ctx), n_codebooks)
+        return self.encoder.step(audio, ctx)
 
-    def encoder_flush(self, ctx: StreamContext, n_codebooks: int) -> Tensor | None:
+    def latents_flush(self, ctx: StreamContext) -> Tensor | None:
+        """The rest of the continuous output, the audio padded with zeros to a whole hop."""
         state = ctx.get(self)
         if state is None or state.samples == 0:
             return None
@@ -116,9 +126,7 @@ class DacCodec(Codec):
         zeros = torch.zeros(ctx.batch_size, 1, padding, dtype=self.dtype, device=self.device)
         latents = self.encoder.step(zeros, ctx)
         tail = self.encoder.flush(ctx)
-        if tail is not None:
-            latents = torch.cat([latents, tail], dim=-1)
-        return self.quantizer.encode(latents, n_codebooks)
+        return latents if tail is None else torch.cat([latents, tail], dim=-1)
 
     def encoder_frames(self, n_samples: int) -> int:
         return self.encoder.output_count(n_samples)
@@ -145,3 +153,21 @@ class DacCodec(Codec):
 
     def decoder_samples(self, n_frames: int) -> int:
         return self.decoder.output_count(n_frames)
+
+    def decoded_length(self, frames: Length) -> Length:
+        """Samples ``decode`` gives for ``frames`` frames: each stride-``s`` transposed conv
+        (kernel ``2s``, padding ``⌈s/2⌉``) turns ``n`` into ``n·s − s mod 2``."""
+        for stride in self.config.upsampling_ratios:
+            frames = clamp_length(frames * stride - stride % 2)
+        return frames
+
+    def latents(self) -> LatentAutoencoder:
+        """The encoder's output before quantisation as continuous latents ``[B, L, hidden]``,
+        decoded by the DAC decoder (the sum of quantised vectors is what it was trained on)."""
+        from .latents import DacLatents
+
+        hop = self.hop_length
+        return LatentAutoencoder(
+            DacLatents(self), latent_dim=self.config.hidden_size,
+            encode_length=lambda n: (n + hop - 1) // hop, decode_length=self.decoded_length,
+        )

@@ -22,7 +22,8 @@ def official_state_dict(
     *, encoder: nn.Module | None = None, quantizer: nn.Module | None = None, decoder: nn.Module | None = None
 ) -> dict[str, Tensor]:
     """Our EnCodec parts' weights in the official ``encodec_*.th`` layout, weight norm
-    re-expressed as ``g = ‖w‖``, ``v = w`` (which gives back ``w``)."""
+    re-expressed as ``g = ‖w‖``, ``v = w`` (which gives back ``w``); the 48 kHz model's
+    time-group-norm convs keep a plain ``weight``."""
     out: dict[str, Tensor] = {}
     if quantizer is not None:
         for key, value in quantizer.state_dict().items():  # layers.{i}.embed
@@ -42,10 +43,12 @@ def official_state_dict(
                 kind = "convtr" if isinstance(conv, StreamingConvTranspose1d) else "conv"
                 out[f"{side}.model.{owner}.{kind}.norm.{leaf}"] = value
                 continue
-            if path.endswith(".conv") and isinstance(network.get_submodule(path.rsplit(".", 1)[0]), SegmentConv):
+            # Time-group-norm convs (48 kHz) sit in a SegmentConv and carry no weight norm.
+            segment = path.endswith(".conv") and isinstance(network.get_submodule(path.rsplit(".", 1)[0]), SegmentConv)
+            if segment:
                 path = path.rsplit(".", 1)[0]
             kind = "convtr" if isinstance(module, StreamingConvTranspose1d) else "conv"
-            if leaf == "weight":
+            if leaf == "weight" and not segment:
                 out[f"{side}.model.{path}.{kind}.{kind}.weight_g"] = value.flatten(1).norm(dim=1).view(-1, 1, 1)
                 out[f"{side}.model.{path}.{kind}.{kind}.weight_v"] = value
             else:

@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from codecstream.errors import OptionError
+from codecstream.latents import LatentAutoencoder, clamp_length
 from codecstream.plugin import Codec
 from codecstream.streaming import StreamContext, StreamingSequential
 from codecstream.streaming.pointwise import SnakeBeta
@@ -39,7 +41,8 @@ def build_decoder(config: OobleckConfig) -> StreamingSequential:
 
 class OobleckCodec(Codec):
     """Oobleck VAE: ``encode`` gives latents ``[B, 64, ⌊T / 2048⌋]`` (the posterior mean; trailing
-    samples short of a whole hop are dropped, as the reference does), ``decode`` gives
+    samples short of a whole hop are dropped, as the reference does, unless ``pad_end=True``
+    pads them to a hop), ``decode`` gives
     ``[B, 2, F · 2048]``. Latency: decoder 18981 samples (9.3 latent frames of lookahead)."""
 
     def __init__(self, config: OobleckConfig, name: str = "oobleck") -> None:
@@ -57,14 +60,28 @@ class OobleckCodec(Codec):
         return self.config.latent_dim
 
     # -- encoder side -------------------------------------------------------------------
+    def encoder_options(self, *, pad_end: bool = False) -> bool:
+        """``pad_end``: pad the end with zeros to a whole hop, so a last partial hop is encoded
+        too (the reference drops it)."""
+        if not isinstance(pad_end, bool):
+            raise OptionError(f"{self.name} pad_end must be True or False, got {pad_end!r}")
+        return pad_end
+
     def _mean(self, moments: Tensor | None) -> Tensor | None:
         return None if moments is None else moments[:, : self.latent_dim]
 
-    def encoder_step(self, audio: Tensor, ctx: StreamContext, options: Any) -> Tensor:
+    def encoder_step(self, audio: Tensor, ctx: StreamContext, pad_end: bool) -> Tensor:
+        if pad_end:
+            ctx.set(self, (ctx.get(self) or 0) + audio.shape[-1])  # samples so far
         return self._mean(self.encoder.step(audio, ctx))  # type: ignore[return-value]
 
-    def encoder_flush(self, ctx: StreamContext, options: Any) -> Tensor | None:
-        return self._mean(self.encoder.flush(ctx))
+    def encoder_flush(self, ctx: StreamContext, pad_end: bool) -> Tensor | None:
+        padding = -(ctx.get(self) or 0) % self.hop_length if pad_end else 0
+        if padding == 0:
+            return self._mean(self.encoder.flush(ctx))
+        zeros = torch.zeros(ctx.batch_size, self.channels, padding, dtype=self.dtype, device=self.device)
+        parts = [self.encoder.step(zeros, ctx), self.encoder.flush(ctx)]
+        return self._mean(torch.cat([p for p in parts if p is not None], dim=-1))
 
     def encoder_frames(self, n_samples: int) -> int:
         return self.encoder.output_count(n_samples)
@@ -87,3 +104,11 @@ class OobleckCodec(Codec):
 
     def decoder_samples(self, n_frames: int) -> int:
         return self.decoder.output_count(n_frames)
+
+    def latents(self) -> LatentAutoencoder:
+        """The posterior mean as continuous latents ``[B, L, 64]``, the end padded to a whole hop."""
+        hop = self.hop_length
+        return LatentAutoencoder(
+            self, latent_dim=self.latent_dim, encoder_options={"pad_end": True},
+            encode_length=lambda n: (n + hop - 1) // hop, decode_length=lambda frames: clamp_length(frames * hop),
+        )

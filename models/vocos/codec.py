@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from codecstream.errors import CodeRangeError, OptionError, WeightsUnavailableError
+from codecstream.latents import LatentAutoencoder, clamp_length
 from codecstream.plugin import Codec, CodeLevel, TokenSpec
 from codecstream.streaming import StreamContext, StreamingSequential
 from codecstream.streaming.pointwise import set_condition
@@ -78,6 +79,18 @@ class VocosMel(_Vocos):
 
     def empty_codes(self, batch_size: int, options: Any) -> Tensor:
         return torch.zeros(batch_size, self.config.n_mels, 0, dtype=self.dtype, device=self.device)
+
+    def latents(self) -> LatentAutoencoder:
+        """The log-mel features as continuous latents ``[B, L, n_mels]``."""
+        config, hop = self.config, self.config.hop_length
+        pad = self.encoder.padding[0] + self.encoder.padding[1]
+        trim = hop if config.padding == "center" else 0  # the ISTFT head's centre padding
+        return LatentAutoencoder(
+            self,
+            latent_dim=config.n_mels,
+            encode_length=lambda n: clamp_length((n + pad - config.mel_n_fft) // config.mel_hop_length + 1),
+            decode_length=lambda frames: clamp_length(frames * hop - trim),
+        )
 
     def check_codes(self, features: Any, batch_size: int | None = None) -> Tensor:
         return check_feature_tensor(
@@ -172,7 +185,23 @@ class VocosEncodec(_Vocos):
         return F.embedding(indices, self.codebook_weights).sum(dim=0).transpose(1, 2)
 
     def decoder_step(self, codes: Tensor, ctx: StreamContext, options: Any) -> Tensor:
+        return self.features_step(self.codes_to_features(codes), ctx, codes.shape[1])
+
+    def features_step(self, features: Tensor, ctx: StreamContext, num_codebooks: int) -> Tensor:
+        """Decode ``[B, 128, F]`` features made at ``num_codebooks`` code-books."""
         if ctx.get(self.decoder.backbone.norm) is None:  # first push: condition on the bandwidth
-            bandwidth_index = sorted(self.books_per_bandwidth.values()).index(codes.shape[1])
+            bandwidth_index = sorted(self.books_per_bandwidth.values()).index(num_codebooks)
             set_condition(self.decoder, ctx, bandwidth_index)
-        return self.decoder.step(self.codes_to_features(codes), ctx)
+        return self.decoder.step(features, ctx)
+
+    def latents(self, *, bandwidth: float = 6.0) -> LatentAutoencoder:
+        """The summed code embeddings at ``bandwidth`` kbps as continuous latents ``[B, L, 128]``."""
+        from .latents import VocosEncodecLatents
+
+        hop = self.hop_length
+        return LatentAutoencoder(
+            VocosEncodecLatents(self, self.encoder_options(bandwidth=bandwidth)),
+            latent_dim=int(self.codebook_weights.shape[1]),
+            encode_length=lambda n: (n + hop - 1) // hop,
+            decode_length=lambda frames: clamp_length(frames * hop),
+        )

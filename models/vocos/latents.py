@@ -1,0 +1,71 @@
+"""Vocos-EnCodec's continuous features as a latent space: EnCodec 24 kHz codes at one bandwidth,
+embedded and summed the way Vocos reads them, and the Vocos decoder from those sums."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from codecstream.plugin import Codec
+from codecstream.streaming import StreamContext
+from codecstream.validation import check_feature_tensor
+
+from .codec import VocosEncodec
+
+__all__ = ["VocosEncodecLatents"]
+
+
+class VocosEncodecLatents(Codec):
+    """Audio ``[B, 1, T]`` → features ``[B, 128, ⌈T / 320⌉]`` (EnCodec codes for
+    ``num_codebooks`` code-books, each code-book's embedding summed) → audio ``[B, 1, F · 320]``.
+
+    Any ``[B, 128, F]`` sums decode (a generative model's output need not be a code sum); the
+    Vocos backbone is conditioned on the bandwidth the features were made at.
+    """
+
+    def __init__(self, vocos: VocosEncodec, num_codebooks: int) -> None:
+        super().__init__()
+        self.vocos = vocos
+        self.num_codebooks = num_codebooks
+        self.name = f"{vocos.name}-latents"
+        self.sample_rate = vocos.sample_rate
+        self.channels = 1
+        self.hop_length = vocos.hop_length
+        self.has_encoder = vocos.has_encoder
+        self.latent_dim = int(vocos.codebook_weights.shape[1])
+
+    def encoder_stream(self, batch_size: int = 1, *, sample_rate: int | None = None, **options: Any):  # type: ignore[no-untyped-def]
+        self.vocos.encoder_stream(1)  # refuses plainly when the EnCodec weights are missing
+        return super().encoder_stream(batch_size, sample_rate=sample_rate, **options)
+
+    def _features(self, codes: Tensor | None) -> Tensor | None:
+        return None if codes is None else self.vocos.codes_to_features(codes)
+
+    def encoder_step(self, audio: Tensor, ctx: StreamContext, options: Any) -> Tensor:
+        return self._features(self.vocos.encoder_step(audio, ctx, self.num_codebooks))  # type: ignore[return-value]
+
+    def encoder_flush(self, ctx: StreamContext, options: Any) -> Tensor | None:
+        return self._features(self.vocos.encoder_flush(ctx, self.num_codebooks))
+
+    def encoder_frames(self, n_samples: int) -> int:
+        return self.vocos.encoder_frames(n_samples)
+
+    def empty_codes(self, batch_size: int, options: Any) -> Tensor:
+        return torch.zeros(batch_size, self.latent_dim, 0, dtype=self.dtype, device=self.device)
+
+    def check_codes(self, latents: Any, batch_size: int | None = None) -> Tensor:
+        return check_feature_tensor(
+            latents, channels=self.latent_dim, model=self.name, dtype=self.dtype, device=self.device,
+            batch_size=batch_size, what="latents",
+        )
+
+    def decoder_step(self, latents: Tensor, ctx: StreamContext, options: Any) -> Tensor:
+        return self.vocos.features_step(latents, ctx, self.num_codebooks)
+
+    def decoder_flush(self, ctx: StreamContext, options: Any) -> Tensor | None:
+        return self.vocos.decoder_flush(ctx, options)
+
+    def decoder_samples(self, n_frames: int) -> int:
+        return self.vocos.decoder_samples(n_frames)
