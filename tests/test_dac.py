@@ -185,3 +185,21 @@ def test_parity_with_descript_audio_codec(tmp_path):
         # Fewer code-books: the leading ones, as the reference's n_quantizers.
         _, codes_ref_3, *_ = reference_model.encode(reference_model.preprocess(audio, 24000), n_quantizers=3)
         assert torch.equal(model.encode(audio, n_codebooks=3), codes_ref_3[:, :3])
+
+
+def test_bench_reference_holds_our_weights():
+    """`codecstream bench` compares with transformers' DacModel given our weights (export_state)."""
+    from codecstream.models.dac.reference import reference_model
+
+    torch.manual_seed(5)
+    model = DacCodec(SMALL["24k"]).eval()
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith("alpha"):
+                parameter.uniform_(0.5, 1.5)
+    hf = reference_model(model)
+    audio = torch.randn(1, 1, 320 * 5) * 0.3
+    with torch.no_grad():
+        codes = model.encode(audio)
+        assert torch.equal(hf.encode(audio).audio_codes, codes)
+        assert max_rel_error(model.decode(codes), hf.decode(audio_codes=codes).audio_values[:, None]) <= 1e-5

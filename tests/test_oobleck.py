@@ -199,3 +199,17 @@ def test_bad_input():
     with pytest.raises(cs.DTypeError):
         model.decode(torch.zeros(1, 4, 3, dtype=torch.long))
     assert model.decoder_stream().push(torch.zeros(1, 4, 0)).shape == (1, 2, 0)
+
+
+def test_bench_reference_holds_our_weights():
+    """`codecstream bench` compares with diffusers' AutoencoderOobleck given our weights."""
+    from codecstream.models.oobleck.reference import reference_model
+
+    torch.manual_seed(6)
+    model = OobleckCodec(TINY).eval()
+    reference = reference_model(model)
+    audio = torch.randn(1, 2, TINY.hop_length * 6) * 0.3
+    with torch.no_grad():
+        latents = model.encode(audio)
+        assert max_rel_error(latents, reference.encode(audio).latent_dist.mean) <= 1e-5
+        assert max_rel_error(model.decode(latents), reference.decode(latents).sample) <= 1e-5
