@@ -143,11 +143,18 @@ def test_soak_60s_latency_does_not_grow(pulse, model, tmp_path):
     pulse.play(impulses).wait(timeout=90)
     metrics = finish(process, metrics_path)
     latencies = impulse_latencies_ms(pulse.stop_recording(probe, channels=2))
-    assert len(latencies) == count  # not one impulse lost in a minute
+    print(
+        f"\nsoak: {len(latencies)}/{count} impulses, first 10 s {np.mean(latencies[:5]):.1f} ms, last 10 s "
+        f"{np.mean(latencies[-5:]):.1f} ms, xruns {metrics['xruns']}, late audio dropped {metrics['late_dropped_ms']:.0f} ms, "
+        f"RTF {metrics['rtf']:.2f}"
+    )
+    # Without underruns nothing is lost; an underrun's late audio may be skipped (live audio
+    # keeps its latency), which can cost at most the impulse it held.
+    assert count - metrics["output_underruns"] <= len(latencies) <= count
     first, last = float(np.mean(latencies[:5])), float(np.mean(latencies[-5:]))
-    print(f"\nsoak: first 10 s {first:.1f} ms, last 10 s {last:.1f} ms, xruns {metrics['xruns']}, RTF {metrics['rtf']:.2f}")
-    # Bounded rings keep it flat; 20 ms allows for the host's noise (typically < 2 ms here).
-    assert abs(last - first) <= 20.0
+    # Underruns may add at most the sink's allowance (a quarter block) before late audio is
+    # skipped; 20 ms more for the host's noise (typically < 2 ms here).
+    assert abs(last - first) <= metrics["block_ms"] / 4 + 20.0
 
 
 XRUN_SCRIPT = textwrap.dedent(

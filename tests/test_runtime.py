@@ -185,12 +185,13 @@ def test_callbacks_survive_starving_and_flooding(backend):
     assert sink.ring.dropped_frames == 400 and sink.ring.available() == 90
 
 
-@pytest.mark.parametrize("late_audio", ["play", "drop"])
-def test_late_audio_after_an_underrun_is_played_or_skipped(late_audio):
-    """Blocks of 10 frames played 5 at a time; the third block comes one callback late. "play"
-    plays every frame, 5 frames later than planned from then on; "drop" skips the 5 frames the
-    gap lasted and is back on the planned timeline."""
-    sink = SoundDeviceSink(None, 1000, 1, prefill_frames=10, ring_seconds=1.0, late_audio=late_audio)
+@pytest.mark.parametrize("late_audio, allowance, skipped", [("play", None, 0), ("drop", 0, 5), ("drop", 2, 3), ("drop", None, 3)])
+def test_late_audio_after_an_underrun_is_played_or_skipped(late_audio, allowance, skipped):
+    """Blocks of 10 frames played 5 at a time; the third block comes one callback (5 frames)
+    late. "play" plays every frame, 5 frames later than planned from then on; "drop" keeps up to
+    ``allowance`` frames of the gap as cushion (default: a quarter of the 10-frame prefill) and
+    skips the rest of it, so it ends that much nearer the planned timeline."""
+    sink = SoundDeviceSink(None, 1000, 1, prefill_frames=10, ring_seconds=1.0, late_audio=late_audio, allowance_frames=allowance)
 
     def play():
         out = np.full((5, 1), -1, np.float32)
@@ -210,10 +211,9 @@ def test_late_audio_after_an_underrun_is_played_or_skipped(late_audio):
     heard += [play(), play(), play()]
     audio = np.concatenate(heard)
     assert sink.underruns == 1 and audio[:20].tolist() == list(range(1, 21)) and (audio[20:25] == 0).all()
-    if late_audio == "play":
-        assert audio[25:].tolist() == list(range(21, 36)) and sink.late_dropped_frames == 0 and sink.ring.available() == 5
-    else:  # 21..25 were due during the gap: skipped; 26 plays when it was planned to
-        assert audio[25:].tolist() == list(range(26, 41)) and sink.late_dropped_frames == 5 and sink.ring.available() == 0
+    # 21..20+skipped were due during the gap and are skipped; the rest plays in order
+    assert audio[25:].tolist() == list(range(21 + skipped, 36 + skipped))
+    assert sink.late_dropped_frames == skipped and sink.ring.available() == 5 - skipped
 
 
 def test_late_audio_policy_is_checked():

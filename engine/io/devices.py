@@ -74,17 +74,20 @@ LateAudio = Literal["play", "drop"]
 
 class _Prefill:
     """Output-side state shared by both backends: hold silence until the cushion is full, then
-    play; after an underrun, either play everything late (``"play"``: nothing lost, latency
-    grows by the gap, right for TTS) or skip as much late audio as the gap lasted
-    (``"drop"``: latency returns to what it was, right for live audio)."""
+    play. After an underrun, ``"play"`` plays everything late (nothing lost, latency grows by the
+    gap: right for TTS); ``"drop"`` lets the first ``allowance_frames`` of gaps stay as extra
+    cushion (so one jittery block does not glitch twice) and skips as much late audio as any
+    further gap lasted (latency stays within the allowance: right for live audio)."""
 
-    def __init__(self, ring: RingBuffer, prefill_frames: int, late_audio: LateAudio = "play") -> None:
+    def __init__(self, ring: RingBuffer, prefill_frames: int, late_audio: LateAudio = "play", allowance_frames: int | None = None) -> None:
         if late_audio not in ("play", "drop"):
             raise OptionError(f"late_audio must be 'play' or 'drop', got {late_audio!r}")
         self.ring = ring
         self.prefill_frames = prefill_frames
         self.drop_late = late_audio == "drop"
-        self.owed_frames = 0  # silence played in underruns, not yet made up by skipping
+        self.allowance_frames = prefill_frames // 4 if allowance_frames is None else max(0, allowance_frames)
+        self.absorbed_frames = 0  # gap frames kept as cushion so far (<= allowance_frames)
+        self.owed_frames = 0  # gap frames beyond the allowance, not yet made up by skipping
         self.playing = False
         self.ending = False  # set by drain(): running dry now is the end, not an underrun
 
@@ -106,16 +109,22 @@ class _Prefill:
             self.owed_frames -= self.ring.skip(min(self.owed_frames, self.ring.available() - len(out)))
         have = self.ring.read_into(out)
         if self.drop_late and have < len(out):
-            self.owed_frames = min(self.owed_frames + len(out) - have, self.ring.capacity)
+            gap = len(out) - have
+            absorbed = min(gap, self.allowance_frames - self.absorbed_frames)
+            self.absorbed_frames += absorbed
+            self.owed_frames = min(self.owed_frames + gap - absorbed, self.ring.capacity)
 
 
 class _RingSink(AudioSink):
     """What both backends' sinks share: the ring, the prefill, the counters, drain."""
 
-    def __init__(self, sample_rate: int, channels: int, prefill_frames: int, ring_seconds: float, late_audio: LateAudio) -> None:
+    def __init__(
+        self, sample_rate: int, channels: int, prefill_frames: int, ring_seconds: float, late_audio: LateAudio,
+        allowance_frames: int | None,
+    ) -> None:
         super().__init__(sample_rate, channels)
         self.ring = RingBuffer(max(1, int(ring_seconds * sample_rate)), channels, policy="drop_oldest")
-        self._prefill = _Prefill(self.ring, prefill_frames, late_audio)
+        self._prefill = _Prefill(self.ring, prefill_frames, late_audio, allowance_frames)
 
     @property
     def underruns(self) -> int:
@@ -181,8 +190,8 @@ class SoundDeviceSource(AudioSource):
 class SoundDeviceSink(_RingSink):
     """Playback through ``sounddevice.OutputStream`` from a ring, after ``prefill_frames``."""
 
-    def __init__(self, device: int | str | None, sample_rate: int, channels: int = 1, *, block_frames: int = 0, latency: str | float = "low", prefill_frames: int = 0, ring_seconds: float = 2.0, late_audio: LateAudio = "play") -> None:
-        super().__init__(sample_rate, channels, prefill_frames, ring_seconds, late_audio)
+    def __init__(self, device: int | str | None, sample_rate: int, channels: int = 1, *, block_frames: int = 0, latency: str | float = "low", prefill_frames: int = 0, ring_seconds: float = 2.0, late_audio: LateAudio = "play", allowance_frames: int | None = None) -> None:
+        super().__init__(sample_rate, channels, prefill_frames, ring_seconds, late_audio, allowance_frames)
         self.device, self.block_frames, self.latency = device, block_frames, latency
         self._stream: Any = None
 
@@ -273,8 +282,8 @@ class PyAudioSource(AudioSource):
 class PyAudioSink(_RingSink):
     """Playback through a PyAudio callback stream from a ring, after ``prefill_frames``."""
 
-    def __init__(self, device: int | str | None, sample_rate: int, channels: int = 1, *, block_frames: int = 256, prefill_frames: int = 0, ring_seconds: float = 2.0, late_audio: LateAudio = "play") -> None:
-        super().__init__(sample_rate, channels, prefill_frames, ring_seconds, late_audio)
+    def __init__(self, device: int | str | None, sample_rate: int, channels: int = 1, *, block_frames: int = 256, prefill_frames: int = 0, ring_seconds: float = 2.0, late_audio: LateAudio = "play", allowance_frames: int | None = None) -> None:
+        super().__init__(sample_rate, channels, prefill_frames, ring_seconds, late_audio, allowance_frames)
         self.device, self.block_frames = device, block_frames
         self._out = np.zeros((8192, channels), dtype=np.float32)  # PyAudio asks for <= a few buffers
         self._audio: Any = None
@@ -328,13 +337,18 @@ def open_source(
 
 def open_sink(
     backend: str, device: int | str | None, sample_rate: int, channels: int, block_frames: int, prefill_frames: int,
-    *, ring_seconds: float = 2.0, late_audio: LateAudio = "play",
+    *, ring_seconds: float = 2.0, late_audio: LateAudio = "play", allowance_frames: int | None = None,
 ) -> AudioSink:
     """A device sink; ``ring_seconds`` bounds the audio queued for playing (beyond it the
     oldest is dropped); ``late_audio`` says what follows an underrun: ``"play"`` everything
-    (later than planned) or ``"drop"`` as much as the gap lasted, so latency stays put."""
+    (later than planned) or ``"drop"``: gaps up to ``allowance_frames`` in all (default a
+    quarter of the prefill) become extra cushion, and late audio beyond that is skipped, so
+    latency grows by the allowance at most."""
     if backend == "sounddevice":
-        return SoundDeviceSink(device, sample_rate, channels, block_frames=block_frames, prefill_frames=prefill_frames, ring_seconds=ring_seconds, late_audio=late_audio)
+        return SoundDeviceSink(device, sample_rate, channels, block_frames=block_frames, prefill_frames=prefill_frames, ring_seconds=ring_seconds, late_audio=late_audio, allowance_frames=allowance_frames)
     if backend == "pyaudio":
-        return PyAudioSink(device, sample_rate, channels, block_frames=block_frames or 256, prefill_frames=prefill_frames, ring_seconds=ring_seconds, late_audio=late_audio)
+        return PyAudioSink(
+            device, sample_rate, channels, block_frames=block_frames or 256, prefill_frames=prefill_frames,
+            ring_seconds=ring_seconds, late_audio=late_audio, allowance_frames=allowance_frames,
+        )
     raise DeviceError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
