@@ -28,8 +28,9 @@ from torch import Tensor, nn
 from .errors import ChannelError, ShapeError, UnknownModelError
 from .plugin import Codec
 from .streams import DecoderStream, EncoderStream
+from .validation import check_feature_tensor
 
-__all__ = ["LatentAutoencoder", "LatentEncoderStream", "LatentDecoderStream", "LATENT_MODELS", "get_voco"]
+__all__ = ["ContinuousCodes", "LatentAutoencoder", "LatentEncoderStream", "LatentDecoderStream", "LATENT_MODELS", "get_voco"]
 
 Length = TypeVar("Length", int, Tensor)
 
@@ -50,6 +51,24 @@ _NOT_ESTABLISHED = {
         "be checked here, and a guessed architecture would load its weights into the wrong network"
     ),
 }
+
+
+class ContinuousCodes:
+    """Codec mix-in for codes that are continuous latents ``[B, latent_dim, frames]``."""
+
+    latent_dim: int
+    name: str
+    dtype: torch.dtype
+    device: torch.device
+
+    def empty_codes(self, batch_size: int, options: Any) -> Tensor:
+        return torch.zeros(batch_size, self.latent_dim, 0, dtype=self.dtype, device=self.device)
+
+    def check_codes(self, latents: Any, batch_size: int | None = None) -> Tensor:
+        return check_feature_tensor(
+            latents, channels=self.latent_dim, model=self.name, dtype=self.dtype, device=self.device,
+            batch_size=batch_size, what="latents",
+        )
 
 
 def clamp_length(length: Length) -> Length:

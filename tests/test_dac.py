@@ -11,7 +11,7 @@ from codecstream.models.dac import DAC_24KHZ, DAC_44KHZ, DacCodec, DacConfig
 from codecstream.models.dac.checkpoint import read_dac_checkpoint
 from codecstream.weights import fold_weight_norm, load_state
 
-transformers = pytest.importorskip("transformers")
+transformers = pytest.importorskip("transformers", reason="a parity reference installed by .ci/setup (dev extra)")
 
 SMALL = {
     "44k": DacConfig(sampling_rate=44100, encoder_hidden_size=4, decoder_hidden_size=32, n_codebooks=4),
@@ -158,7 +158,7 @@ def test_original_release_layout_loads(tmp_path):
 
 def test_parity_with_descript_audio_codec(tmp_path):
     """The original package, its own ``save(package=False)`` file: the release layout."""
-    dac = pytest.importorskip("dac")
+    dac = pytest.importorskip("dac", reason="a parity reference installed by .ci/setup (dev extra)")
     torch.manual_seed(8)
     reference_model = dac.DAC(
         encoder_dim=4, encoder_rates=[2, 4, 5, 8], decoder_dim=32, decoder_rates=[8, 5, 4, 2],

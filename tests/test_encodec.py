@@ -115,7 +115,7 @@ def test_parity_small_configs(config, tmp_path):
 
 
 def transformers_checkpoint(tmp_path, *, legacy_keys: bool):
-    transformers = pytest.importorskip("transformers")
+    transformers = pytest.importorskip("transformers", reason="a parity reference installed by .ci/setup (dev extra)")
     torch.manual_seed(5)
     hf = transformers.EncodecModel(transformers.EncodecConfig()).eval()
     with torch.no_grad():

@@ -11,8 +11,8 @@ import codecstream as cs
 from codecstream.models.encodec import ENCODEC_32KHZ, ENCODEC_48KHZ, EncodecConfig, SegmentCodes
 from codecstream.models.encodec.reference import package_model
 
-transformers = pytest.importorskip("transformers")
-encodec_pkg = pytest.importorskip("encodec")
+transformers = pytest.importorskip("transformers", reason="a parity reference installed by .ci/setup (dev extra)")
+encodec_pkg = pytest.importorskip("encodec", reason="a parity reference installed by .ci/setup (dev extra)")
 
 SMALL_32K = EncodecConfig(
     sample_rate=32_000, n_filters=4, dimension=16, ratios=(8, 5, 4, 4), causal=False, true_skip=True,

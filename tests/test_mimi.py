@@ -13,8 +13,8 @@ from codecstream.models.mimi import MIMI, MimiCodec, MimiConfig
 from codecstream.models.mimi.checkpoint import read_mimi_checkpoint
 from codecstream.weights import load_state
 
-moshi_loaders = pytest.importorskip("moshi.models.loaders")
-transformers = pytest.importorskip("transformers")
+moshi_loaders = pytest.importorskip("moshi.models.loaders", reason="a parity reference installed by .ci/setup (dev extra)")
+transformers = pytest.importorskip("transformers", reason="a parity reference installed by .ci/setup (dev extra)")
 
 # The published architecture (strides, kernels, causal layout) at a few channels, with an
 # attention window of 6 frames so that short tests run well past it.

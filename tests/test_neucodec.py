@@ -17,7 +17,7 @@ from codecstream.models.neucodec.config import SemanticConfig
 from codecstream.models.neucodec.features import kaldi_mel_filters, semantic_features
 from codecstream.weights import load_state
 
-transformers = pytest.importorskip("transformers")
+transformers = pytest.importorskip("transformers", reason="a parity reference installed by .ci/setup (dev extra)")
 
 # The published architecture (strides, kernels, n_fft 1920 / hop 480, 8 FSQ levels of 4) at
 # widths that run in a second.
@@ -116,7 +116,7 @@ def test_encoder_parity_with_transformers(small_hf):
 def official_parts(config: NeuCodecConfig, seed: int) -> dict[str, torch.nn.Module]:
     """The published model's modules from the neucodec package (and transformers' w2v-BERT, as
     neucodec loads it), random, under the names ``pytorch_model.bin`` uses."""
-    pytest.importorskip("neucodec")
+    pytest.importorskip("neucodec", reason="a parity reference installed by .ci/setup (dev extra)")
     from neucodec.codec_decoder_vocos import CodecDecoderVocos
     from neucodec.codec_encoder import CodecEncoder
     from neucodec.module import SemanticEncoder

@@ -16,7 +16,7 @@ from codecstream.models.oobleck import OOBLECK_SAO, OobleckCodec, OobleckConfig
 from codecstream.models.oobleck.checkpoint import read_oobleck_checkpoint
 from codecstream.weights import fold_weight_norm, load_state
 
-diffusers = pytest.importorskip("diffusers")
+diffusers = pytest.importorskip("diffusers", reason="a parity reference installed by .ci/setup (dev extra)")
 
 # The published strides (so latencies are the real ones) at a few channels.
 SMALL = OobleckConfig(encoder_hidden_size=8, channel_multiples=(1, 2, 2, 2, 2), decoder_channels=4, decoder_input_channels=4)

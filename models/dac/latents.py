@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor
 
+from codecstream.latents import ContinuousCodes
 from codecstream.plugin import Codec
 from codecstream.streaming import StreamContext
-from codecstream.validation import check_feature_tensor
 
 from .codec import DacCodec
 
 __all__ = ["DacLatents"]
 
 
-class DacLatents(Codec):
+class DacLatents(ContinuousCodes, Codec):
     """Audio ``[B, 1, T]`` → latents ``[B, hidden, ⌈T / hop⌉]`` (zero-padded to a whole hop, as
     DAC's ``preprocess``) → audio ``[B, 1, dac.decoded_length(F)]``; shares ``dac``'s weights."""
 
@@ -37,15 +36,6 @@ class DacLatents(Codec):
 
     def encoder_frames(self, n_samples: int) -> int:
         return self.dac.encoder_frames(n_samples)
-
-    def empty_codes(self, batch_size: int, options: Any) -> Tensor:
-        return torch.zeros(batch_size, self.latent_dim, 0, dtype=self.dtype, device=self.device)
-
-    def check_codes(self, latents: Any, batch_size: int | None = None) -> Tensor:
-        return check_feature_tensor(
-            latents, channels=self.latent_dim, model=self.name, dtype=self.dtype, device=self.device,
-            batch_size=batch_size, what="latents",
-        )
 
     def decoder_step(self, latents: Tensor, ctx: StreamContext, options: Any) -> Tensor:
         return self.dac.decoder.step(latents, ctx)

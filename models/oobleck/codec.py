@@ -10,11 +10,10 @@ import torch
 from torch import Tensor
 
 from codecstream.errors import OptionError
-from codecstream.latents import LatentAutoencoder, clamp_length
+from codecstream.latents import ContinuousCodes, LatentAutoencoder, clamp_length
 from codecstream.plugin import Codec
 from codecstream.streaming import StreamContext, StreamingSequential
 from codecstream.streaming.pointwise import SnakeBeta
-from codecstream.validation import check_feature_tensor
 
 from ..dac.layers import build_snake_decoder, build_snake_encoder
 from .config import OobleckConfig
@@ -39,7 +38,7 @@ def build_decoder(config: OobleckConfig) -> StreamingSequential:
     )
 
 
-class OobleckCodec(Codec):
+class OobleckCodec(ContinuousCodes, Codec):
     """Oobleck VAE: ``encode`` gives latents ``[B, 64, ⌊T / 2048⌋]`` (the posterior mean; trailing
     samples short of a whole hop are dropped, as the reference does, unless ``pad_end=True``
     pads them to a hop), ``decode`` gives
@@ -86,16 +85,7 @@ class OobleckCodec(Codec):
     def encoder_frames(self, n_samples: int) -> int:
         return self.encoder.output_count(n_samples)
 
-    def empty_codes(self, batch_size: int, options: Any) -> Tensor:
-        return torch.zeros(batch_size, self.latent_dim, 0, dtype=self.dtype, device=self.device)
-
     # -- decoder side -------------------------------------------------------------------
-    def check_codes(self, latents: Any, batch_size: int | None = None) -> Tensor:
-        return check_feature_tensor(
-            latents, channels=self.latent_dim, model=self.name, dtype=self.dtype, device=self.device,
-            batch_size=batch_size, what="latents",
-        )
-
     def decoder_step(self, latents: Tensor, ctx: StreamContext, options: Any) -> Tensor:
         return self.decoder.step(latents, ctx)
 

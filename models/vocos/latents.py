@@ -5,19 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor
 
+from codecstream.latents import ContinuousCodes
 from codecstream.plugin import Codec
 from codecstream.streaming import StreamContext
-from codecstream.validation import check_feature_tensor
 
 from .codec import VocosEncodec
 
 __all__ = ["VocosEncodecLatents"]
 
 
-class VocosEncodecLatents(Codec):
+class VocosEncodecLatents(ContinuousCodes, Codec):
     """Audio ``[B, 1, T]`` → features ``[B, 128, ⌈T / 320⌉]`` (EnCodec codes for
     ``num_codebooks`` code-books, each code-book's embedding summed) → audio ``[B, 1, F · 320]``.
 
@@ -51,15 +50,6 @@ class VocosEncodecLatents(Codec):
 
     def encoder_frames(self, n_samples: int) -> int:
         return self.vocos.encoder_frames(n_samples)
-
-    def empty_codes(self, batch_size: int, options: Any) -> Tensor:
-        return torch.zeros(batch_size, self.latent_dim, 0, dtype=self.dtype, device=self.device)
-
-    def check_codes(self, latents: Any, batch_size: int | None = None) -> Tensor:
-        return check_feature_tensor(
-            latents, channels=self.latent_dim, model=self.name, dtype=self.dtype, device=self.device,
-            batch_size=batch_size, what="latents",
-        )
 
     def decoder_step(self, latents: Tensor, ctx: StreamContext, options: Any) -> Tensor:
         return self.vocos.features_step(latents, ctx, self.num_codebooks)
