@@ -74,25 +74,33 @@ def read_codes(path: str | Path) -> CodesFile:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
             keys = sorted(handle.keys(), key=lambda k: int(k.split(".")[-1]) if k.split(".")[-1].isdigit() else -1)
+            if metadata.get("format") != FORMAT:
+                raise CodesFileError(f"{path} is a safetensors file but not a codecstream codes file")
+            try:
+                version = int(metadata.get("version", "0"))
+            except ValueError:
+                raise CodesFileError(f"{path} has a malformed codes format version {metadata.get('version')!r}") from None
+            if version > VERSION:
+                raise CodesFileError(f"{path} uses codes format version {version}; this codecstream reads up to {VERSION}")
+            # The names are checked before any tensor is read.
+            if not keys or any(not k.startswith("codes.") for k in keys):
+                raise CodesFileError(f"{path} has unexpected tensors {keys}")
             tensors = [handle.get_tensor(k) for k in keys]
-    except FileNotFoundError:
+    except (FileNotFoundError, CodesFileError):
         raise
     except Exception as exc:
         raise CodesFileError(f"{path} is not a codes file: {type(exc).__name__}: {exc}") from exc
-    if metadata.get("format") != FORMAT:
-        raise CodesFileError(f"{path} is a safetensors file but not a codecstream codes file")
-    if int(metadata.get("version", "0")) > VERSION:
-        raise CodesFileError(f"{path} uses codes format version {metadata['version']}; this codecstream reads up to {VERSION}")
-    if not keys or any(not k.startswith("codes.") for k in keys):
-        raise CodesFileError(f"{path} has unexpected tensors {keys}")
     try:
         bandwidth = metadata.get("bandwidth_kbps", "")
+        num_samples = int(metadata["num_samples"])
+        if num_samples < 0:
+            raise ValueError(f"num_samples {num_samples} is negative")
         return CodesFile(
             model=metadata["model"],
             sample_rate=int(metadata["sample_rate"]),
             channels=int(metadata["channels"]),
             hop_length=int(metadata["hop_length"]),
-            num_samples=int(metadata["num_samples"]),
+            num_samples=num_samples,
             levels=[t if t.is_floating_point() else t.to(torch.long) for t in tensors],
             bandwidth_kbps=float(bandwidth) if bandwidth else None,
         )

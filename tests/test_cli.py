@@ -88,6 +88,18 @@ def test_file_errors_are_reported_cleanly(wav, tmp_path):
     result = run("encode", str(wav), str(tmp_path / "x.codes"), "--model", "nope", "--weights", "random", check=False)
     assert result.returncode == 2 and "UnknownModelError" in result.stderr
 
+    # A codes file whose version is not a number, or whose tensors are not codes: a clean error.
+    from safetensors.torch import save_file
+
+    for metadata, tensors in (
+        ({"format": "codecstream-codes", "version": "x"}, {"codes.0": torch.zeros(1, 1, 2, dtype=torch.int32)}),
+        ({"format": "codecstream-codes", "version": "1"}, {"weights": torch.zeros(3)}),
+    ):
+        odd = tmp_path / "odd.codes"
+        save_file(tensors, str(odd), metadata=metadata)
+        result = run("decode", str(odd), str(tmp_path / "y.wav"), "--weights", "random", check=False)
+        assert result.returncode == 2 and "CodesFileError" in result.stderr, result.stderr
+
 
 def test_resample_option(tmp_path):
     pytest.importorskip("soxr", reason="resampling uses soxr from the audio extra")
