@@ -15,6 +15,7 @@ time; the output is identical whatever the chunk size.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -133,17 +134,21 @@ def build_parser() -> argparse.ArgumentParser:
     loop.add_argument("--quiet", action="store_true", help="no live status line")
 
     serve = sub.add_parser("serve", help="WebSocket server with a browser client at / (binds 127.0.0.1)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only; any other needs --token)")
     serve.add_argument("--port", type=int, default=8765)
-    serve.add_argument("--model", default="hifigan-universal", help="the default model of sessions")
-    serve.add_argument("--models", nargs="+", default=None, help="models clients may ask for (default: any registered)")
+    serve.add_argument("--model", default="hifigan-universal", help="the default model of sessions (loaded at start)")
+    serve.add_argument("--models", nargs="+", default=[], help="more models to serve (loaded at start); sessions may ask only for served models")
     serve.add_argument("--weights", action="append", default=[], metavar="MODEL=WEIGHTS", help="weights per model, e.g. encodec-24khz=random")
+    serve.add_argument("--load-on-request", action="store_true", help="also load, when a client asks, models given --weights but not served")
     serve.add_argument("--max-sessions", type=int, default=32)
-    serve.add_argument("--max-message-bytes", type=int, default=1 << 20)
+    serve.add_argument("--max-message-bytes", type=int, default=256 * 1024, help="largest WebSocket message, either way (default 256 KiB)")
+    serve.add_argument("--max-message-ms", type=float, default=1000.0, help="most audio (or codes) one message may carry, ms (default 1000)")
     serve.add_argument("--idle-timeout", type=float, default=30.0, help="seconds without a message before a session is closed")
-    serve.add_argument("--token", default=None, help="require this bearer token (Authorization header or ?token=)")
-    serve.add_argument("--allow-origin", action="append", default=None, help="allowed browser Origin (repeatable; default: any)")
-    serve.add_argument("--record-dir", type=Path, default=None, help="write each session's input and output audio here")
+    serve.add_argument("--hello-timeout", type=float, default=5.0, help="seconds a new connection has to send its hello")
+    serve.add_argument("--token", default=os.environ.get("CODECSTREAM_TOKEN"), help="require this bearer token (Authorization header or ?token=); default: $CODECSTREAM_TOKEN")
+    serve.add_argument("--allow-origin", action="append", default=None, help="browser Origin allowed besides this server's own page (repeatable; '*': any)")
+    serve.add_argument("--record-dir", type=Path, default=None, help="write each session's input and output audio here (files readable by you only)")
+    serve.add_argument("--record-max-mb", type=float, default=64.0, help="recording per session and direction, MB (default 64)")
 
     client = sub.add_parser("client", help="stream audio to a codecstream server and back")
     client.add_argument("--url", default="ws://127.0.0.1:8765/ws")
@@ -389,11 +394,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             raise CodecStreamError(f"--weights takes MODEL=WEIGHTS, got {item!r}")
         weights[name] = value
     config = ServerConfig(
-        host=args.host, port=args.port, default_model=args.model,
-        allowed_models=tuple(args.models) if args.models else None, weights=weights,
-        max_sessions=args.max_sessions, max_message_bytes=args.max_message_bytes, idle_timeout_s=args.idle_timeout,
-        token=args.token, allowed_origins=tuple(args.allow_origin) if args.allow_origin else None, record_dir=args.record_dir,
+        host=args.host, port=args.port, default_model=args.model, models=tuple(args.models), weights=weights,
+        load_on_request=args.load_on_request, max_sessions=args.max_sessions, max_message_bytes=args.max_message_bytes,
+        max_message_ms=args.max_message_ms, idle_timeout_s=args.idle_timeout, hello_timeout_s=args.hello_timeout,
+        token=args.token, allowed_origins=tuple(args.allow_origin) if args.allow_origin else None,
+        record_dir=args.record_dir, record_max_bytes=int(args.record_max_mb * 1e6),
     )
+    config.validate()
     run_server(config, on_ready=lambda server: print(f"serving on http://{config.host}:{server.port}/ (WebSocket /ws)", flush=True))
     return 0
 

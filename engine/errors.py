@@ -20,7 +20,8 @@ written against the builtins keeps working::
     │   ├── CheckpointMismatchError       missing, unexpected or mis-shaped tensors
     │   └── WeightsUnavailableError       not found locally and cannot be downloaded
     ├── StreamStateError                  push after flush, mixing code layouts mid-stream
-    └── CodesFileError                    a codes file that is not in codecstream's format
+    ├── CodesFileError                    a codes file that is not in codecstream's format
+    └── ConfigError (ValueError)          a server setting that cannot work or is unsafe
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ __all__ = [
     "WeightsUnavailableError",
     "StreamStateError",
     "CodesFileError",
+    "ConfigError",
 ]
 
 
@@ -129,3 +131,8 @@ class StreamStateError(CodecStreamError):
 
 class CodesFileError(CodecStreamError):
     """A file that is not a codecstream codes file, or one written for another model."""
+
+
+class ConfigError(CodecStreamError, ValueError):
+    """A server or runtime setting that cannot work, or would be unsafe (an empty token, a
+    public address without a token)."""

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import OptionError
+from .options import WINDOWED_OPTIONS, Option, check_options
 from .streaming import StreamContext
 from .validation import check_audio
 
@@ -131,6 +132,7 @@ class Codec(nn.Module):
             raise OptionError(f"{self.name} has no encoder")
         if not self.streaming_encoder:
             raise OptionError(f"{self.name}'s encoder needs the whole signal at once: call encode()")
+        check_options(self.option_specs(), options, side="encoder", what=f"{self.name} encoder")
         _check_options(self.encoder_options, options, f"{self.name} encoder")
         return EncoderStream(self, batch_size, sample_rate=sample_rate, options=self.encoder_options(**options))
 
@@ -156,7 +158,10 @@ class Codec(nn.Module):
         from .streams import DecoderStream
         from .windowed import WindowedDecoderStream
 
+        check_options(self.option_specs(), options, side="decoder", what=f"{self.name} decoder")
         _check_options(self.decoder_options, options, f"{self.name} decoder")
+        windowed = {"mode": mode, "lookahead_frames": lookahead_frames, "context_frames": context_frames, "block_frames": block_frames, "crossfade_frames": crossfade_frames}
+        check_options(WINDOWED_OPTIONS, {k: v for k, v in windowed.items() if v is not None}, what=f"{self.name} decoder")
         if mode == "exact" and not self.exact_decoder:
             raise OptionError(
                 f"{self.name} cannot stream exactly (every output depends on every frame): use "
@@ -184,6 +189,12 @@ class Codec(nn.Module):
         """This model's continuous latent space behind the time-major ``get_voco`` interface
         (see :mod:`codecstream.latents`); OptionError for models that have none."""
         raise OptionError(f"{self.name} has no continuous latent space (see codecstream.latents.LATENT_MODELS)")
+
+    def option_specs(self) -> tuple[Option, ...]:
+        """Every option this model's streams take, typed and with its range (see
+        :mod:`codecstream.options`); the windowed decoding options are the engine's and not
+        listed here. Streams validate against it before the model's own parsers run."""
+        return ()
 
     # -- plugin hooks: encoder side -----------------------------------------------------
     def encoder_options(self, **options: Any) -> Any:

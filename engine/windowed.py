@@ -18,8 +18,8 @@ import torch
 from torch import Tensor
 
 from .errors import OptionError
+from .options import MAX_WINDOW_FRAMES
 from .streams import _Stream
-from .latency import decoder_latency
 
 if TYPE_CHECKING:
     from .plugin import Codec
@@ -62,6 +62,12 @@ class WindowedDecoderStream(_Stream):
             raise OptionError(f"block_frames must be a positive multiple of {align} for {model.name}, got {block_frames!r}")
         if crossfade_frames > block_frames:
             raise OptionError(f"crossfade_frames ({crossfade_frames}) cannot exceed block_frames ({block_frames})")
+        # Bounds the frames (so the work and memory) of each window decode and of the codes held.
+        span = context_frames + block_frames + lookahead_frames
+        if span > MAX_WINDOW_FRAMES:
+            raise OptionError(
+                f"context_frames + block_frames + lookahead_frames must be at most {MAX_WINDOW_FRAMES}, got {span}"
+            )
         self.lookahead_frames = lookahead_frames
         self.context_frames = context_frames
         self.block_frames = block_frames
@@ -80,7 +86,13 @@ class WindowedDecoderStream(_Stream):
         return max(0, ready - self.crossfade_frames) * self.model.hop_length if ready else 0
 
     def _latency_samples(self) -> tuple[int, int]:
-        return decoder_latency(self.samples_after, self.model.hop_length)
+        """Closed form of :func:`~codecstream.latency.decoder_latency` for :meth:`samples_after`:
+        the last frame of a block arrives ``lookahead + block − 1`` frames after the block's
+        first, and the fade holds ``crossfade`` more; the first release needs ``lookahead`` plus
+        enough whole blocks to exceed the fade."""
+        hop, fade, block = self.model.hop_length, self.crossfade_frames, self.block_frames
+        first = self.lookahead_frames + block * (fade // block + 1)
+        return (self.lookahead_frames + block - 1 + fade) * hop, (first - 1) * hop
 
     # -- streaming ----------------------------------------------------------------------
     def push(self, codes: Any) -> Tensor:

@@ -30,7 +30,7 @@ WEIGHTS = {"vocos-mel-24khz": "random", "encodec-24khz": "random", "snac-24khz":
 @pytest.fixture(scope="module")
 def server():
     config = ServerConfig(
-        port=0, default_model="vocos-mel-24khz", weights=WEIGHTS, max_sessions=24, max_message_bytes=256 * 1024,
+        port=0, default_model="vocos-mel-24khz", models=tuple(WEIGHTS), weights=WEIGHTS, max_sessions=24, max_message_bytes=256 * 1024,
         idle_timeout_s=5.0, send_timeout_s=2.0, token=None,
     )
     worker, stop = ComputeWorker(), threading.Event()
@@ -239,7 +239,7 @@ def _audio_message(sequence, samples):
 def test_http_endpoints_and_limits(server):
     base = f"http://127.0.0.1:{server.port}"
     health = json.loads(urllib.request.urlopen(base + "/health").read())
-    assert health["status"] == "ok" and health["max_sessions"] == 24
+    assert health == {"status": "ok"}  # open to anyone, so it says nothing more
     metrics = json.loads(urllib.request.urlopen(base + "/metrics").read())
     assert {"sessions", "chunk_latency_p50_ms", "rtf", "queue_depth"} <= set(metrics)
     page = urllib.request.urlopen(base + "/").read().decode()
@@ -252,7 +252,7 @@ def test_http_endpoints_and_limits(server):
 
 def test_token_origin_and_session_limit():
     config = ServerConfig(
-        port=0, default_model="vocos-mel-24khz", weights=WEIGHTS, token="s3cret", allowed_origins=("http://good.example",), max_sessions=1,
+        port=0, default_model="vocos-mel-24khz", models=tuple(WEIGHTS), weights=WEIGHTS, token="s3cret", allowed_origins=("http://good.example",), max_sessions=1,
     )
     worker, stop = ComputeWorker(), threading.Event()
     instance = Server(config, worker)

@@ -1,9 +1,19 @@
 """Sound-card input and output through sounddevice or PyAudio (both PortAudio).
 
 The callbacks follow sounddevice's rules: they copy between the device buffer and a
-preallocated ring and return. No model, no audio-sized allocation, no logging, nothing that
-can raise: a device's trouble flags are only counted. The output side holds a prefill cushion
-before it starts playing, then plays whatever the ring has, silence on a shortfall.
+preallocated ring and return. No model, no audio-sized allocation, no logging, no lock, nothing
+that can raise: a device's trouble flags are only counted. The output side holds a prefill
+cushion before it starts playing, then plays whatever the ring has, silence on a shortfall;
+it always hands the device a full buffer.
+
+PyAudio's output callback returns the audio rather than filling a device buffer. PyAudio
+parses the result with ``"z#"``, which takes any C-contiguous buffer whose type has no release
+hook (``bytes`` or a NumPy array, not ``bytearray``/``memoryview``), and treats a buffer shorter
+than asked for as the end of the stream. So :class:`PyAudioSink` returns a view of one
+preallocated float32 array, exactly ``frame_count`` frames long, sized at :meth:`~PyAudioSink.start`
+from ``frames_per_buffer`` (grown once, in the callback, should PortAudio ever ask for more).
+PyAudio itself allocates each input block as ``bytes`` (:class:`PyAudioSource`), before our
+callback runs; that one is out of our hands.
 """
 
 from __future__ import annotations
@@ -220,6 +230,9 @@ class SoundDeviceSink(_RingSink):
 
 
 # -- PyAudio --------------------------------------------------------------------------------
+_PYAUDIO_UNSPECIFIED_RESERVE = 8192  # output frames preallocated when frames_per_buffer is 0
+
+
 def _pyaudio() -> Any:
     try:
         import pyaudio
@@ -285,22 +298,39 @@ class PyAudioSink(_RingSink):
     def __init__(self, device: int | str | None, sample_rate: int, channels: int = 1, *, block_frames: int = 256, prefill_frames: int = 0, ring_seconds: float = 2.0, late_audio: LateAudio = "play", allowance_frames: int | None = None) -> None:
         super().__init__(sample_rate, channels, prefill_frames, ring_seconds, late_audio, allowance_frames)
         self.device, self.block_frames = device, block_frames
-        self._out = np.zeros((8192, channels), dtype=np.float32)  # PyAudio asks for <= a few buffers
+        # Sized by start(); the callback grows it if it is ever called with more frames.
+        self._out = np.zeros((0, channels), dtype=np.float32)
+        self._view = self._out  # _out[:frame_count] of the last callback, reused while it fits
         self._audio: Any = None
         self._stream: Any = None
 
-    def _callback(self, in_data: Any, frame_count: int, time_info: Any, status: int) -> tuple[bytes, int]:
+    def _reserve(self, frames: int) -> None:
+        """Make room for callbacks of up to ``frames`` frames (outside the callback if possible:
+        this allocates)."""
+        if frames > len(self._out):
+            self._out = np.zeros((frames, self.channels), dtype=np.float32)
+            self._view = self._out[:0]
+
+    def _callback(self, in_data: Any, frame_count: int, time_info: Any, status: int) -> tuple[np.ndarray, int]:
         if status:
             self.status_flags += 1
-        if frame_count > len(self._out):  # never seen with the sizes used here; stay safe
-            frame_count = len(self._out)
-        view = self._out[:frame_count]
+        view = self._view
+        if len(view) != frame_count:
+            if frame_count > len(self._out):
+                # A short buffer would end the stream (PyAudio reads it as paComplete): grow,
+                # once, with headroom, rather than truncate.
+                self._reserve(max(frame_count, 2 * len(self._out)))
+            view = self._view = self._out[:frame_count]
         self._prefill.fill(view)
-        return view.tobytes(), self._continue
+        # The array itself, not .tobytes(): PyAudio copies it out before the next callback.
+        return view, self._continue
 
     def start(self) -> None:
         pyaudio = _pyaudio()
         self._continue = pyaudio.paContinue
+        # With frames_per_buffer set PortAudio calls back with exactly that many frames; 0
+        # (unspecified) lets the host vary it, so leave room for typical host buffers too.
+        self._reserve(self.block_frames if self.block_frames > 0 else _PYAUDIO_UNSPECIFIED_RESERVE)
         self._audio = pyaudio.PyAudio()
         try:
             self._stream = self._audio.open(

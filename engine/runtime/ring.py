@@ -1,18 +1,35 @@
 """Preallocated single-producer / single-consumer ring buffers.
 
-One thread writes, one thread reads; neither takes a lock. The writer alone advances
-``written`` and the reader alone advances ``read``, both monotonic counters, so each side sees
-a consistent view of the other's progress (Python assigns an int atomically). The audio
-callbacks of sounddevice and PyAudio only ever copy into or out of these: no allocation of
-audio buffers, no model, no logging.
+One thread writes, one thread reads; neither takes a lock. Frame ``i`` of the stream lives in
+slot ``i % capacity``. Three monotonic frame counters, each advanced by one side only (Python
+assigns an int atomically):
+
+- ``_claimed`` (writer): set *before* the writer touches any slot, to the end of the write; a
+  slot holding frame ``i`` may be overwritten as soon as ``_claimed > i + capacity``.
+- ``_written`` (writer): set *after* the data are in place; frames below it are readable.
+- ``_read`` (reader): frames below it are consumed (returned, dropped or skipped).
+
+Readers work like a seqlock: take one snapshot of ``_written``, copy, then look at
+``_claimed``. NumPy releases the GIL during large copies and a thread switch may come between
+any two bytecodes, so the writer can lap the reader while it copies; if it did, the copied
+frames it overwrote are counted as lost and the read starts over from the oldest frame still
+intact. A reader therefore never returns frames out of order or mixed from two laps, and every
+frame written is, in the end, returned, counted in ``dropped_frames`` or counted in
+``skipped_frames``.
+
+The audio callbacks of sounddevice and PyAudio only ever copy into or out of these: no
+allocation of audio buffers, no model, no logging, and no lock: the reader signals the
+``threading.Event`` that wakes a blocking writer only while such a writer is waiting.
 
 Two policies when the writer outruns the reader:
 
 - ``"drop_oldest"`` (live audio): the writer keeps writing over the oldest frames; the reader
   notices it was lapped, skips to the oldest frame still present and counts the overflow and
-  the frames lost. Latency cannot build up.
+  the frames lost (the reader alone updates those counters in this mode). Latency cannot build
+  up.
 - ``"reject"`` (files, tokens): a write takes only what fits and returns how much; the caller
-  waits (:meth:`RingBuffer.write_blocking`) or drops the rest. Nothing already written is lost.
+  waits (:meth:`RingBuffer.write_blocking`) or drops the rest (the writer counts those). Nothing
+  already written is lost.
 """
 
 from __future__ import annotations
@@ -27,6 +44,10 @@ __all__ = ["RingBuffer", "Policy"]
 
 Policy = Literal["drop_oldest", "reject"]
 
+# A reader lapped again and again while copying gives up after this many tries and reports an
+# underrun, rather than spin inside an audio callback (the lost frames are counted either way).
+_MAX_READ_ATTEMPTS = 8
+
 
 class RingBuffer:
     """A ring of ``capacity`` frames of ``channels`` values each (``dtype``, float32 for audio).
@@ -37,6 +58,10 @@ class RingBuffer:
     ``skipped_frames`` (frames the reader chose to skip, :meth:`skip`).
     """
 
+    # write_blocking's longest sleep between looks at the ring: a safety net only, the reader
+    # wakes a waiting writer at once.
+    _poll_s = 0.05
+
     def __init__(self, capacity: int, channels: int = 1, *, dtype: np.dtype | type = np.float32, policy: Policy = "drop_oldest") -> None:
         if capacity < 1 or channels < 1:
             raise ValueError("capacity and channels must be positive")
@@ -46,14 +71,16 @@ class RingBuffer:
         self.channels = channels
         self.policy: Policy = policy
         self._data = np.zeros((capacity, channels), dtype=dtype)
-        self._written = 0  # frames ever written (advanced by the writer only)
-        self._read = 0  # frames ever consumed (advanced by the reader only)
+        self._claimed = 0  # end of the write in progress or last done (writer only, set first)
+        self._written = 0  # frames ever written and in place (writer only, set last)
+        self._read = 0  # frames ever consumed (reader only)
         self.overflows = 0
         self.dropped_frames = 0
         self.underruns = 0
         self.missing_frames = 0
         self.skipped_frames = 0
-        self._space = threading.Event()  # set by the reader, for blocking writers
+        self._space = threading.Event()  # set by the reader, only while _writer_waiting
+        self._writer_waiting = False  # set by write_blocking before it waits (a plain flag: no lock)
 
     @property
     def dtype(self) -> np.dtype:
@@ -69,7 +96,9 @@ class RingBuffer:
 
     # -- writer side --------------------------------------------------------------------
     def write(self, frames: np.ndarray) -> int:
-        """Copy ``frames`` (``[n, channels]``) in; return how many were taken."""
+        """Copy ``frames`` (``[n, channels]``) in; return how many were taken (for
+        ``drop_oldest`` at most ``capacity``: the older ones are lost at once, and the reader
+        counts them as dropped)."""
         n = len(frames)
         if n == 0:
             return 0
@@ -80,98 +109,141 @@ class RingBuffer:
                 self.dropped_frames += n - room
                 n = room
                 frames = frames[:n]
-        elif n > self.capacity:  # only the newest `capacity` frames can be kept (the reader counts the loss)
-            frames = frames[n - self.capacity :]
-            self._written += n - self.capacity
-            n = self.capacity
-        start = self._written % self.capacity
+            if n == 0:
+                return 0
+            self._put(frames, self._written)
+            return n
+        if n > self.capacity:
+            # Only the newest `capacity` frames can be kept. The stream still advances by all
+            # n frames, in one step once the kept ones are in place, so a reader never sees
+            # the counter ahead of the data; it counts the skipped frames with the rest it lost.
+            skip = n - self.capacity
+            self._put(frames[skip:], self._written + skip)
+            return self.capacity
+        self._put(frames, self._written)
+        return n
+
+    def _put(self, frames: np.ndarray, first_frame: int) -> None:
+        """Store ``frames`` as frames ``first_frame...`` and publish the stream's new end."""
+        n = len(frames)
+        end = first_frame + n
+        self._claimed = end  # before any slot changes: readers check it after they copy
+        start = first_frame % self.capacity
         first = min(n, self.capacity - start)
         self._data[start : start + first] = frames[:first]
         if first < n:
-            self._data[: n - first] = frames[first:n]
-        self._written += n
-        return n
+            self._data[: n - first] = frames[first:]
+        self._written = end  # after the data: frames below it are complete
 
     def write_blocking(self, frames: np.ndarray, *, timeout: float | None = None) -> int:
         """Write all of ``frames``, waiting for the reader to make room (``reject`` rings)."""
         done, deadline = 0, None if timeout is None else time.monotonic() + timeout
-        while done < len(frames):
-            taken = self._write_quietly(frames[done:])
-            done += taken
-            if done < len(frames):
+        try:
+            while done < len(frames):
+                done += self._write_quietly(frames[done:])
+                if done >= len(frames):
+                    break
+                # Clear, then raise the flag, then look: a reader that frees room after the
+                # look sees the flag and sets the event after the clear, so no wake-up is lost.
                 self._space.clear()
+                self._writer_waiting = True
                 if self.free() == 0:
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         break
-                    self._space.wait(0.05 if remaining is None else min(0.05, remaining))
+                    self._space.wait(self._poll_s if remaining is None else min(self._poll_s, remaining))
+                self._writer_waiting = False
+        finally:
+            self._writer_waiting = False
         return done
 
     def _write_quietly(self, frames: np.ndarray) -> int:
+        """Write what fits without counting the rest as dropped (the caller retries it)."""
         room = self.free()
         if room <= 0:
             return 0
         part = frames[:room]
-        start = self._written % self.capacity
-        first = min(len(part), self.capacity - start)
-        self._data[start : start + first] = part[:first]
-        if first < len(part):
-            self._data[: len(part) - first] = part[first:]
-        self._written += len(part)
+        self._put(part, self._written)
         return len(part)
 
     # -- reader side --------------------------------------------------------------------
-    def _catch_up(self) -> None:
-        lag = self._written - self._read
-        if lag > self.capacity:  # lapped: the oldest frames were overwritten
-            self.overflows += 1
-            self.dropped_frames += lag - self.capacity
-            self._read = self._written - self.capacity
+    def _drop_to(self, frame: int) -> None:
+        """Move the read position forward to ``frame``, counting the frames passed as lost."""
+        self.overflows += 1
+        self.dropped_frames += frame - self._read
+        self._read = frame
+
+    def _wake_writer(self) -> None:
+        # Event.set takes a lock: only pay for it when a blocking writer is actually waiting.
+        if self._writer_waiting:
+            self._space.set()
+
+    def _take(self, out: np.ndarray, *, exact: bool) -> int:
+        """Copy the oldest unread frames into ``out`` (all of it if ``exact``, else as many as
+        there are), advance the read position past them and return how many; 0 if ``exact``
+        and too few are there."""
+        n = len(out)
+        capacity = self.capacity
+        for _ in range(_MAX_READ_ATTEMPTS):
+            written = self._written  # one snapshot: the frames below it were complete
+            if written - self._read > capacity:  # lapped before we started
+                self._drop_to(written - capacity)
+            start_frame = self._read
+            have = min(n, written - start_frame)
+            if have <= 0 or (exact and have < n):
+                return 0
+            start = start_frame % capacity
+            first = min(have, capacity - start)
+            out[:first] = self._data[start : start + first]
+            if first < have:
+                out[first:have] = self._data[: have - first]
+            # After the copy: any frame below claimed - capacity may have been overwritten while
+            # we copied it. None was: done.
+            oldest_intact = self._claimed - capacity
+            if oldest_intact <= start_frame:
+                self._read = start_frame + have
+                return have
+            # Lapped during the copy: lose the overwritten frames and copy again. Never move past
+            # what is published (a write of more than `capacity` frames may still be underway).
+            self._drop_to(min(oldest_intact, self._written))
+        return 0
 
     def read_into(self, out: np.ndarray, *, fill: float = 0.0) -> int:
         """Fill ``out`` (``[n, channels]``) with the oldest frames; pad a shortfall with
         ``fill`` and count an underrun. Returns the frames that were real."""
-        self._catch_up()
         n = len(out)
-        have = min(n, self._written - self._read)
-        start = self._read % self.capacity
-        first = min(have, self.capacity - start)
-        out[:first] = self._data[start : start + first]
-        if first < have:
-            out[first:have] = self._data[: have - first]
+        have = self._take(out, exact=False)
         if have < n:
             out[have:] = fill
             self.underruns += 1
             self.missing_frames += n - have
-        self._read += have
-        self._space.set()
+        if have:
+            self._wake_writer()
         return have
 
     def read(self, n: int) -> np.ndarray | None:
         """Take exactly ``n`` frames (a new array), or ``None`` if fewer are available."""
-        self._catch_up()
-        if self._written - self._read < n:
+        if self.available() < n:  # cheap early out: no array for nothing
             return None
         out = np.empty((n, self.channels), dtype=self._data.dtype)
-        start = self._read % self.capacity
-        first = min(n, self.capacity - start)
-        out[:first] = self._data[start : start + first]
-        if first < n:
-            out[first:] = self._data[: n - first]
-        self._read += n
-        self._space.set()
+        if n and self._take(out, exact=True) == 0:
+            return None
+        self._wake_writer()
         return out
 
     def skip(self, n: int) -> int:
         """Discard up to ``n`` of the oldest frames (reader side); return how many went."""
-        self._catch_up()
-        n = max(0, min(n, self._written - self._read))
+        written = self._written
+        if written - self._read > self.capacity:
+            self._drop_to(written - self.capacity)
+        n = max(0, min(n, written - self._read))
         self._read += n
         self.skipped_frames += n
-        self._space.set()
+        if n:
+            self._wake_writer()
         return n
 
     def clear(self) -> None:
         """Drop everything unread (reader side)."""
         self._read = self._written
-        self._space.set()
+        self._wake_writer()

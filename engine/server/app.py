@@ -1,12 +1,20 @@
 """``codecstream serve``: many WebSocket sessions on shared models, compute off the event loop.
 
 The asyncio side (websockets) only parses messages, queues work and sends results. Model
-compute runs on one compute thread that serves every session's queued chunks in arrival order,
-so a slow model never blocks the event loop and one session's error never reaches another.
-Per-session input queues are bounded: when a session's queue is full the server stops reading
-that socket, and TCP pushes back on that client alone.
+compute runs on one compute thread (:class:`ComputeWorker`) that serves sessions in turns of
+bounded work, so a slow model never blocks the event loop, a long message never starves the
+other sessions, and one session's error never reaches another. Per-session inboxes are bounded
+in bytes: when one is full the server stops reading that socket, and TCP pushes back on that
+client alone.
 
-HTTP on the same port: ``/`` (the browser client), ``/health``, ``/metrics``; WebSockets on ``/ws``.
+Everything a client controls is bounded before work is done (see the README's "Security"
+section): the hello must come within ``hello_timeout_s``; connections still waiting for one are
+capped; the session limit is taken atomically; options are checked against the model's typed
+schema; each message carries at most ``max_message_ms`` of audio or codes; a client that stops
+reading is disconnected (TCP included) after ``send_timeout_s``.
+
+HTTP on the same port: ``/`` (the browser client), ``/health`` (open, reveals nothing),
+``/models`` and ``/metrics`` (token and Origin checked like ``/ws``); WebSockets on ``/ws``.
 """
 
 from __future__ import annotations
@@ -14,7 +22,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import hmac
+import ipaddress
 import json
+import logging
+import os
 import queue
 import signal
 import threading
@@ -22,14 +33,32 @@ import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 from urllib.parse import parse_qs, urlparse
 
-from ..errors import CodecStreamError
-from .protocol import Audio, Codes, End, Hello, Protocol, ProtocolError
-from .session import Session
+import numpy as np
 
-__all__ = ["ServerConfig", "Server", "ComputeWorker"]
+from ..errors import (
+    ChannelError,
+    CheckpointError,
+    CodecStreamError,
+    CodeRangeError,
+    ConfigError,
+    DTypeError,
+    NonFiniteError,
+    OptionError,
+    SampleRateError,
+    ShapeError,
+    StreamStateError,
+    UnknownModelError,
+)
+from ..options import WINDOWED_OPTIONS, schema_json
+from .protocol import Audio, Codes, End, Hello, Protocol, ProtocolError
+from .session import Session, SessionLimits, wire_form
+
+__all__ = ["ServerConfig", "Server", "ComputeWorker", "run_server"]
+
+log = logging.getLogger("codecstream.server")
 
 _STATIC = {
     "/": ("index.html", "text/html; charset=utf-8"),
@@ -37,44 +66,109 @@ _STATIC = {
     "/capture-worklet.js": ("capture-worklet.js", "text/javascript; charset=utf-8"),
     "/playback-worklet.js": ("playback-worklet.js", "text/javascript; charset=utf-8"),
 }
+_LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 
 
 @dataclass
 class ServerConfig:
-    """Server settings, grouped by topic."""
+    """Server settings, grouped by topic. :meth:`validate` refuses unsafe combinations."""
 
     # Network
     host: str = "127.0.0.1"
     port: int = 8765
-    # Models
+    # Models: loaded at start; sessions may ask only for these
     default_model: str = "hifigan-universal"
-    allowed_models: tuple[str, ...] | None = None  # None: every registered model
+    models: tuple[str, ...] = ()  # served besides the default model
     weights: dict[str, str] = field(default_factory=dict)  # model name -> weights argument
+    load_on_request: bool = False  # also load, on a client's request, models whose weights are configured
     # Limits
     max_sessions: int = 32
-    max_message_bytes: int = 1 << 20
+    max_pending_connections: int = 64  # connections that have not sent their hello yet
+    hello_timeout_s: float = 5.0
+    max_message_bytes: int = 256 * 1024
+    max_message_ms: float = 1000.0  # audio or codes per message
+    turn_ms: float = 100.0  # audio computed per turn of the compute thread
+    max_queued_bytes: int = 2 << 20  # decoded input waiting per session
     idle_timeout_s: float = 30.0
     send_timeout_s: float = 10.0
-    queue_chunks: int = 32
     # Security
     token: str | None = None
-    allowed_origins: tuple[str, ...] | None = None  # None: any origin (and none)
+    allowed_origins: tuple[str, ...] | None = None  # None: only the page this server serves; "*": any
     # Debugging
-    record_dir: Path | None = None  # write each session's input and output audio here
+    record_dir: Path | None = None  # write each session's input and output audio here (files 0600)
+    record_max_bytes: int = 64 << 20  # per session and direction; recording stops there
+
+    @property
+    def served_models(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((self.default_model, *self.models)))
+
+    @property
+    def loopback(self) -> bool:
+        return _is_loopback(self.host)
+
+    def validate(self) -> None:
+        """Raise :class:`~codecstream.errors.ConfigError` for settings that cannot work or that
+        would expose the server: an empty token, a non-loopback address without a token."""
+        if self.token is not None and not self.token.strip():
+            raise ConfigError("the token is empty: give a real secret, or no --token on a loopback address")
+        if not self.loopback and self.token is None:
+            raise ConfigError(f"binding {self.host} makes the server reachable from other machines: it needs --token")
+        for name in ("max_sessions", "max_pending_connections", "max_message_bytes", "max_queued_bytes", "record_max_bytes"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("hello_timeout_s", "max_message_ms", "turn_ms", "idle_timeout_s", "send_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+
+    def limits(self) -> SessionLimits:
+        return SessionLimits(max_message_ms=self.max_message_ms, turn_ms=self.turn_ms, max_message_bytes=self.max_message_bytes)
+
+
+def _is_loopback(host: str) -> bool:
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _Job:
+    __slots__ = ("call", "turns", "future", "loop", "outputs")
+
+    def __init__(self, call: Callable[[], Any], future: asyncio.Future, loop: asyncio.AbstractEventLoop, turns: bool) -> None:
+        self.call: Callable[[], Any] | None = call
+        self.turns: Iterator[list[Any]] | None = None if not turns else iter(())
+        self.future, self.loop = future, loop
+        self.outputs: list[Any] = []
 
 
 class ComputeWorker:
     """Runs jobs for the event loop on one thread (the main thread under ``codecstream serve``:
-    torch's CPU threads serve their creating thread best)."""
+    torch's CPU threads serve their creating thread best).
+
+    A job submitted with :meth:`submit_turns` returns an iterator of turns; the worker runs one
+    turn, then puts the job back at the end of the queue, so sessions take turns (round robin)
+    and each turn's work is bounded by the session (``turn_ms`` of audio)."""
 
     def __init__(self) -> None:
-        self._jobs: queue.Queue[tuple[Callable[[], Any], asyncio.Future, asyncio.AbstractEventLoop] | None] = queue.Queue()
+        self._jobs: queue.Queue[_Job | None] = queue.Queue()
         self.busy_s = 0.0
+        self.turns = 0
 
     def submit(self, job: Callable[[], Any]) -> asyncio.Future:
+        """Run ``job()`` once; the future gets its result."""
+        return self._put(job, turns=False)
+
+    def submit_turns(self, job: Callable[[], Iterator[list[Any]]]) -> asyncio.Future:
+        """Run ``job()`` (checks, may raise), then its turns, interleaved with other jobs; the
+        future gets the concatenated turn results."""
+        return self._put(job, turns=True)
+
+    def _put(self, call: Callable[[], Any], *, turns: bool) -> asyncio.Future:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._jobs.put((job, future, loop))
+        self._jobs.put(_Job(call, future, loop, turns))
         return future
 
     def depth(self) -> int:
@@ -83,26 +177,56 @@ class ComputeWorker:
     def run_forever(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
-                item = self._jobs.get(timeout=0.1)
+                job = self._jobs.get(timeout=0.1)
             except queue.Empty:
                 continue
-            if item is None:
+            if job is None:
                 break
-            job, future, loop = item
+            if job.future.done():  # its session ended (cancelled): drop the remaining turns
+                continue
             started = time.perf_counter()
             try:
-                result, error = job(), None
+                finished, result, error = self._step(job), None, None
+                if finished:
+                    result = job.outputs if job.turns is not None else job.outputs[0]
             except BaseException as exc:  # delivered to the session that asked, nowhere else
-                result, error = None, exc
+                finished, result, error = True, None, exc
             self.busy_s += time.perf_counter() - started
-            loop.call_soon_threadsafe(_settle, future, result, error)
+            self.turns += 1
+            if finished:
+                _settle_threadsafe(job, result, error)
+            else:
+                self._jobs.put(job)  # back of the queue: the other sessions go first
+
+    @staticmethod
+    def _step(job: _Job) -> bool:
+        """One turn of ``job``; True when it is finished."""
+        if job.call is not None:
+            call, job.call = job.call, None
+            result = call()
+            if job.turns is None:
+                job.outputs = [result]
+                return True
+            job.turns = iter(result)
+        try:
+            job.outputs.extend(next(job.turns))  # type: ignore[arg-type]
+        except StopIteration:
+            return True
+        return False
 
     def close(self) -> None:
         self._jobs.put(None)
 
 
+def _settle_threadsafe(job: _Job, result: Any, error: BaseException | None) -> None:
+    try:
+        job.loop.call_soon_threadsafe(_settle, job.future, result, error)
+    except RuntimeError:  # the event loop closed meanwhile (shutdown): nobody is waiting
+        pass
+
+
 def _settle(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
-    if future.cancelled():
+    if future.done():
         return
     if error is not None:
         future.set_exception(error)
@@ -110,17 +234,61 @@ def _settle(future: asyncio.Future, result: Any, error: BaseException | None) ->
         future.set_result(result)
 
 
+class _Inbox:
+    """A session's queue of received events, bounded in bytes: ``put`` waits while it is full
+    (one event is always accepted, so a message as large as the limit still gets through)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: collections.deque[tuple[Any, int]] = collections.deque()
+        self.bytes = 0
+        self._changed = asyncio.Event()  # one reader and one writer share it; both re-check
+
+    async def put(self, item: Any, size: int) -> None:
+        while self._items and self.bytes + size > self.max_bytes:
+            self._changed.clear()
+            await self._changed.wait()
+        self._items.append((item, size))
+        self.bytes += size
+        self._changed.set()
+
+    async def get(self) -> Any:
+        while not self._items:
+            self._changed.clear()
+            await self._changed.wait()
+        item, size = self._items.popleft()
+        self.bytes -= size
+        self._changed.set()
+        return item
+
+    def pop_audio(self, max_samples: int) -> np.ndarray | None:
+        """The samples of the next event if it is audio of at most ``max_samples``; else None."""
+        if not self._items:
+            return None
+        (_, event), size = self._items[0]
+        if not isinstance(event, Audio) or len(event.samples) > max_samples:
+            return None
+        self._items.popleft()
+        self.bytes -= size
+        self._changed.set()
+        return event.samples
+
+
 class Server:
     """The server: ``serve()`` runs the event loop (in a thread when ``compute`` is driven by
     the caller, see ``codecstream serve``); ``stop()`` closes sessions gracefully."""
 
     def __init__(self, config: ServerConfig, worker: ComputeWorker | None = None) -> None:
+        config.validate()
         self.config = config
         self.worker = worker or ComputeWorker()
         self._models: dict[str, Any] = {}
         self._model_lock = threading.Lock()
         self.sessions: dict[str, Session] = {}
+        self._reserved = 0  # session slots taken by hellos still being set up
+        self.pending_connections = 0  # connections that have not sent their hello
         self.total_sessions = 0
+        self.errors: collections.Counter[str] = collections.Counter()
         self.chunk_latency_s: collections.deque[float] = collections.deque(maxlen=5000)
         self.audio_s = 0.0
         self.started = time.time()
@@ -131,19 +299,54 @@ class Server:
         self.port: int | None = None
 
     # -- models ---------------------------------------------------------------------------
-    def model(self, name: str | None) -> Any:
+    def load_models(self) -> None:
+        """Load every served model (before the server listens)."""
+        for name in self.config.served_models:
+            self._load(name)
+
+    def _load(self, name: str) -> Any:
         from ..registry import load
 
-        name = name or self.config.default_model
-        if self.config.allowed_models is not None and name not in self.config.allowed_models:
-            raise ProtocolError("bad_hello", f"model {name!r} is not served here; choose one of {', '.join(self.config.allowed_models)}")
         with self._model_lock:
             if name not in self._models:
-                try:
-                    self._models[name] = load(name, self.config.weights.get(name))
-                except CodecStreamError as exc:
-                    raise ProtocolError("bad_hello", f"cannot load model {name!r}: {exc}") from None
+                self._models[name] = load(name, self.config.weights.get(name))
             return self._models[name]
+
+    def model(self, name: str | None) -> Any:
+        """A served model by name (None: the default). Loads nothing unless ``load_on_request``
+        is set and the model's weights are configured (a client never causes a download).
+
+        Raises:
+            ProtocolError: ``bad_hello`` for a model not served here.
+        """
+        name = name or self.config.default_model
+        loaded = self._models.get(name)
+        if loaded is not None:
+            return loaded
+        if name in self.config.served_models or (self.config.load_on_request and name in self.config.weights):
+            try:
+                return self._load(name)
+            except UnknownModelError:
+                pass
+            except CodecStreamError as exc:
+                log.warning("cannot load model %r: %s", name, exc)
+                raise ProtocolError("model_unavailable", f"model {name!r} cannot be loaded on this server") from None
+        raise ProtocolError("bad_hello", f"model {name[:60]!r} is not served here; choose one of {', '.join(self.config.served_models)}")
+
+    def model_info(self, model: Any) -> dict[str, Any]:
+        directions = ["audio->audio"]
+        if wire_form(model) is not None:
+            if model.has_encoder and model.streaming_encoder:
+                directions.insert(0, "audio->codes")
+            directions.insert(1, "codes->audio")
+        elif not (model.has_encoder and model.streaming_encoder):
+            directions = []
+        options = [*model.option_specs(), *(WINDOWED_OPTIONS if model.exact_decoder else WINDOWED_OPTIONS[1:])]
+        return {
+            "model": model.name, "sample_rate": model.sample_rate, "hop_length": model.hop_length,
+            "channels": model.channels, "frame_rate": model.frame_rate, "directions": directions,
+            "options": schema_json(options), "default": model.name == self.config.default_model,
+        }
 
     # -- HTTP -----------------------------------------------------------------------------
     def _authorized(self, path: str, headers: Any) -> bool:
@@ -155,6 +358,27 @@ class Server:
             supplied = authorization[len("Bearer ") :]
         return hmac.compare_digest(supplied.encode(), self.config.token.encode())
 
+    def _host_allowed(self, headers: Any) -> bool:
+        """On a loopback address, only loopback host names: a page whose name was rebound to
+        127.0.0.1 (DNS rebinding) sends its own name and is refused."""
+        if not self.config.loopback:
+            return True
+        host = headers.get("Host", "") or ""
+        name = host[1 : host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
+        return name.lower() in _LOOPBACK_NAMES
+
+    def _origin_allowed(self, headers: Any) -> bool:
+        """Programs send no Origin and pass (the token guards them); browsers send one, which must
+        be the page this server serves unless ``allowed_origins`` names it (or is ``*``)."""
+        origin = headers.get("Origin")
+        if origin is None:
+            return True
+        allowed = self.config.allowed_origins
+        if allowed is not None:
+            return "*" in allowed or origin in allowed
+        host = headers.get("Host", "")
+        return bool(host) and origin in (f"http://{host}", f"https://{host}")
+
     def metrics(self) -> dict[str, Any]:
         latencies = sorted(self.chunk_latency_s)
         pick = lambda q: 1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else 0.0  # noqa: E731
@@ -162,41 +386,49 @@ class Server:
         return {
             "sessions": len(self.sessions),
             "sessions_total": self.total_sessions,
+            "pending_connections": self.pending_connections,
             "models_loaded": sorted(self._models),
             "queue_depth": self.worker.depth(),
             "chunk_latency_p50_ms": pick(0.5),
             "chunk_latency_p99_ms": pick(0.99),
             "audio_seconds": self.audio_s,
             "compute_seconds": self.worker.busy_s,
+            "compute_turns": self.worker.turns,
             "rtf": self.worker.busy_s / self.audio_s if self.audio_s else 0.0,
+            "errors": dict(self.errors),
             "uptime_seconds": uptime,
         }
 
     async def _process_request(self, connection: Any, request: Any) -> Any:
         path = urlparse(request.path).path
-        if path == "/ws":
-            if not self._authorized(request.path, request.headers):
-                return connection.respond(401, "missing or wrong bearer token\n")
-            return None
-        if path == "/health":
-            body = json.dumps({"status": "ok", "sessions": len(self.sessions), "max_sessions": self.config.max_sessions})
-            return self._json_response(connection, body)
-        if path == "/metrics":
-            return self._json_response(connection, json.dumps(self.metrics()))
-        if path == "/models":  # what the browser client needs to open its AudioContext
-            name = (parse_qs(urlparse(request.path).query).get("model") or [None])[0]
-            try:
-                model = await asyncio.get_running_loop().run_in_executor(None, self.model, name)
-            except ProtocolError as exc:
-                return self._json_response(connection, json.dumps({"error": str(exc)}))
-            info = {"model": model.name, "sample_rate": model.sample_rate, "hop_length": model.hop_length, "channels": model.channels}
-            return self._json_response(connection, json.dumps(info))
-        if path in _STATIC:
+        if path == "/health":  # for load balancers: open, and says nothing else
+            return self._json_response(connection, json.dumps({"status": "ok"}))
+        if not self._host_allowed(request.headers):
+            return connection.respond(403, "this server answers to its loopback names only\n")
+        if path in _STATIC:  # the client's code holds no secret; it asks for the token itself
             name, content_type = _STATIC[path]
             text = (resources.files("codecstream.server") / "static" / name).read_text()
             text = text.replace("__DEFAULT_MODEL__", self.config.default_model)
             return self._typed(connection.respond(200, text), content_type)
-        return connection.respond(404, "not found\n")
+        if path not in ("/ws", "/models", "/metrics"):
+            return connection.respond(404, "not found\n")
+        if not self._origin_allowed(request.headers):
+            return connection.respond(403, "this Origin may not use the server (see --allow-origin)\n")
+        if not self._authorized(request.path, request.headers):
+            return connection.respond(401, "missing or wrong bearer token\n")
+        if path == "/ws":
+            return None
+        if path == "/metrics":
+            return self._json_response(connection, json.dumps(self.metrics()))
+        # /models: the served models, or one of them (?model=): what a client needs for its hello
+        name = (parse_qs(urlparse(request.path).query).get("model") or [None])[0]
+        if name is None:
+            body = {"default": self.config.default_model, "models": [self.model_info(m) for m in self._models.values()]}
+        elif name in self._models:
+            body = self.model_info(self._models[name])
+        else:
+            body = {"error": f"model {name[:60]!r} is not served here"}
+        return self._json_response(connection, json.dumps(body))
 
     @staticmethod
     def _typed(response: Any, content_type: str) -> Any:
@@ -209,41 +441,63 @@ class Server:
 
     # -- WebSocket sessions ---------------------------------------------------------------
     async def _handler(self, websocket: Any) -> None:
+        if self.pending_connections >= self.config.max_pending_connections:
+            self.errors["server_busy"] += 1
+            await self._fail(websocket, "server_busy", "too many connections are waiting to start a session")
+            return
         protocol = Protocol(max_message_bytes=self.config.max_message_bytes)
         session: Session | None = None
+        reserved = False
         try:
-            first = await asyncio.wait_for(websocket.recv(), self.config.idle_timeout_s)
-            # Refused after its hello, not before: a client still sending the hello would find
-            # the socket closed under it instead of reading why.
-            if len(self.sessions) >= self.config.max_sessions:
-                raise ProtocolError("server_busy", f"the server is at its limit of {self.config.max_sessions} sessions")
+            self.pending_connections += 1
+            try:
+                first = await asyncio.wait_for(websocket.recv(), self.config.hello_timeout_s)
+            except asyncio.TimeoutError:
+                raise ProtocolError("hello_timeout", f"no hello within {self.config.hello_timeout_s:g} s") from None
+            finally:
+                self.pending_connections -= 1
             hello = protocol.receive(first)
             if not isinstance(hello, Hello):
                 raise ProtocolError("unexpected", "the first message must be a hello")
-            model = await asyncio.get_running_loop().run_in_executor(None, self.model, hello.model)
-            session = await self.worker.submit(lambda: Session(model, hello))
+            # Check and take a slot with no await in between: concurrent hellos cannot overshoot.
+            if len(self.sessions) + self._reserved >= self.config.max_sessions:
+                raise ProtocolError("server_busy", f"the server is at its limit of {self.config.max_sessions} sessions")
+            self._reserved += 1
+            reserved = True
+            model = self._models.get(hello.model or self.config.default_model)
+            if model is None:
+                model = await asyncio.get_running_loop().run_in_executor(None, self.model, hello.model)
+            limits = self.config.limits()
+            session, ready = await self.worker.submit(lambda: _open_session(model, hello, protocol, limits))
             self.sessions[session.id] = session
+            self._reserved -= 1
+            reserved = False
             self.total_sessions += 1
-            await websocket.send(protocol.ready(session.ready()))
+            await self._send(websocket, protocol.ready(ready))
             await self._serve_session(websocket, protocol, session)
-        except ProtocolError as exc:
-            await self._fail(websocket, exc.code, str(exc))
-        except asyncio.TimeoutError:
-            await self._fail(websocket, "idle_timeout", f"no message for {self.config.idle_timeout_s:.0f} s")
-        except CodecStreamError as exc:  # a model rejecting codes or audio
-            await self._fail(websocket, _error_code(exc), f"{type(exc).__name__}: {exc}")
-        except Exception as exc:  # the client vanished, or sends stalled: end this session only
-            if not _is_disconnect(exc):
-                await self._fail(websocket, "internal", f"{type(exc).__name__}: {exc}")
+        except Exception as exc:
+            await self._end_with_error(websocket, exc, session)
         finally:
+            if reserved:
+                self._reserved -= 1
             if session is not None:
                 self.sessions.pop(session.id, None)
 
+    async def _end_with_error(self, websocket: Any, exc: Exception, session: Session | None) -> None:
+        if _is_disconnect(exc):  # the client vanished, or sends stalled: end this session only
+            websocket.transport.abort()
+            return
+        code, message = _error_for(exc, session)
+        self.errors[code] += 1
+        if code == "internal":
+            log.error("session %s: internal error", session.id if session else "-", exc_info=exc)
+        await self._fail(websocket, code, message)
+
     async def _serve_session(self, websocket: Any, protocol: Protocol, session: Session) -> None:
-        inbox: asyncio.Queue = asyncio.Queue(maxsize=self.config.queue_chunks)
-        recorder = _Recorder(self.config.record_dir, session) if self.config.record_dir else None
+        inbox = _Inbox(max(self.config.max_queued_bytes, 2 * self.config.max_message_bytes))
+        recorder = _Recorder(self.config.record_dir, session, self.config.record_max_bytes) if self.config.record_dir else None
         closed = asyncio.ensure_future(websocket.wait_closed())
-        sender = asyncio.create_task(self._process_inbox(websocket, protocol, session, inbox, recorder, closed))
+        sender = asyncio.create_task(self._process_inbox(websocket, session, inbox, recorder, closed))
         try:
             while True:
                 reader = asyncio.ensure_future(websocket.recv())
@@ -254,13 +508,14 @@ class Server:
                     return
                 if not done:
                     reader.cancel()
-                    raise asyncio.TimeoutError
+                    raise ProtocolError("idle_timeout", f"no message for {self.config.idle_timeout_s:g} s")
                 event = protocol.receive(reader.result())
                 if not isinstance(event, (Audio, Codes, End)):
                     raise ProtocolError("unexpected", f"unexpected {type(event).__name__} during a session")
+                size = event.samples.nbytes if isinstance(event, Audio) else sum(level.nbytes for level in event.levels) if isinstance(event, Codes) else 0
                 # A full inbox stops the reading (backpressure), but not the watch for a
                 # vanished client or a failed sender.
-                put = asyncio.ensure_future(inbox.put((time.perf_counter(), event)))
+                put = asyncio.ensure_future(inbox.put((time.perf_counter(), event), size))
                 done, _ = await asyncio.wait({put, sender, closed}, return_when=asyncio.FIRST_COMPLETED)
                 if put not in done:
                     put.cancel()
@@ -277,59 +532,78 @@ class Server:
             if recorder is not None:
                 recorder.close()
 
-    async def _process_inbox(
-        self, websocket: Any, protocol: Protocol, session: Session, inbox: asyncio.Queue, recorder: Any, closed: asyncio.Future
-    ) -> None:
+    async def _process_inbox(self, websocket: Any, session: Session, inbox: _Inbox, recorder: "_Recorder | None", closed: asyncio.Future) -> None:
         while True:
             received, event = await inbox.get()
             if closed.done():  # the client is gone: stop spending compute on it
                 return
             if isinstance(event, Audio):
+                samples = self._merge_audio(session, inbox, event.samples)
                 if recorder:
-                    recorder.input(event.samples)
-                outputs = await self.worker.submit(lambda e=event: session.process_audio(e.samples))
-                self.audio_s += len(event.samples) / session.hello.sample_rate
+                    recorder.write("input", samples)
+                outputs = await self.worker.submit_turns(lambda s=samples: session.process_audio(s))
+                self.audio_s += len(samples) / session.hello.sample_rate
             elif isinstance(event, Codes):
-                outputs = await self.worker.submit(lambda e=event: session.process_codes(e.levels))
-                self.audio_s += 0.0
+                outputs = await self.worker.submit_turns(lambda e=event: session.process_codes(e.levels))
             else:  # End: flush, send the rest, say end
                 outputs = await self.worker.submit(session.finish)
-                await self._send_outputs(websocket, protocol, outputs, recorder)
-                await asyncio.wait_for(websocket.send(protocol.stats(self._session_stats(session))), self.config.send_timeout_s)
-                await asyncio.wait_for(websocket.send(protocol.end()), self.config.send_timeout_s)
-                await websocket.close()
+                await self._send_outputs(websocket, outputs, recorder)
+                await self._send(websocket, Protocol.stats(self._session_stats(session)))
+                await self._send(websocket, Protocol.end())
+                await self._close(websocket, 1000, "")
                 return
-            await self._send_outputs(websocket, protocol, outputs, recorder)
+            await self._send_outputs(websocket, outputs, recorder)
             self.chunk_latency_s.append(time.perf_counter() - received)
 
-    async def _send_outputs(self, websocket: Any, protocol: Protocol, outputs: list[tuple[str, Any]], recorder: Any) -> None:
-        for kind, payload in outputs:
-            message = protocol.audio(payload) if kind == "audio" else protocol.codes(payload)
-            if recorder and kind == "audio":
-                recorder.output(payload)
-            # A client that never reads fills its buffers; it is dropped, the others go on.
+    @staticmethod
+    def _merge_audio(session: Session, inbox: _Inbox, samples: np.ndarray) -> np.ndarray:
+        """Join audio messages already waiting (up to one message's limit): one job, not many."""
+        pieces, room = [samples], session.max_message_samples() - len(samples)
+        while (more := inbox.pop_audio(room)) is not None:
+            pieces.append(more)
+            room -= len(more)
+        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+
+    async def _send_outputs(self, websocket: Any, outputs: list[tuple[bytes, Any]], recorder: "_Recorder | None") -> None:
+        for message, samples in outputs:
+            if recorder is not None and samples is not None:
+                recorder.write("output", samples)
+            await self._send(websocket, message)
+
+    async def _send(self, websocket: Any, message: bytes) -> None:
+        """Send, or drop the client (TCP included) when it has not read for ``send_timeout_s``."""
+        try:
             await asyncio.wait_for(websocket.send(message), self.config.send_timeout_s)
+        except asyncio.TimeoutError:
+            websocket.transport.abort()
+            raise ConnectionError("the client stopped reading") from None
+
+    async def _close(self, websocket: Any, code: int, reason: str) -> None:
+        try:
+            await asyncio.wait_for(websocket.close(code, reason), self.config.send_timeout_s)
+        except Exception:  # a peer that does not take the close frame
+            websocket.transport.abort()
 
     def _session_stats(self, session: Session) -> dict[str, Any]:
         return {"session": session.id, "audio_seconds_in": session.audio_in_s}
 
-    @staticmethod
-    async def _fail(websocket: Any, code: str, message: str) -> None:
+    async def _fail(self, websocket: Any, code: str, message: str) -> None:
+        """Tell the client why, then close; a peer that takes neither is aborted."""
         try:
             await asyncio.wait_for(websocket.send(Protocol.error(code, message)), 2.0)
             await asyncio.wait_for(websocket.close(1008 if code not in ("server_busy", "internal") else 1013, code[:100]), 2.0)
-        except Exception:  # the peer is gone: nothing more to tell it
-            pass
+        except Exception:  # the peer is gone or does not read: nothing more to tell it
+            websocket.transport.abort()
 
     # -- lifecycle ------------------------------------------------------------------------
     async def serve(self) -> None:
-        """Serve until :meth:`stop`; then close every session with 1001 (going away)."""
+        """Load the served models, then serve until :meth:`stop`; then close every session with
+        1001 (going away)."""
         from websockets.asyncio.server import serve
 
+        self.load_models()
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        # The allow-list guards against other web pages; programs send no Origin and pass (None).
-        origins = [*self.config.allowed_origins, None] if self.config.allowed_origins is not None else None
         async with serve(
             self._handler,
             self.config.host,
@@ -337,7 +611,9 @@ class Server:
             process_request=self._process_request,
             max_size=self.config.max_message_bytes,
             max_queue=4,
-            origins=origins,
+            compression=None,  # deflate would let a few bytes on the wire fill megabytes here
+            open_timeout=self.config.hello_timeout_s,
+            close_timeout=2,
             ping_interval=20,
             ping_timeout=20,
         ) as server:
@@ -357,33 +633,77 @@ class Server:
                 pass
 
 
-class _Recorder:
-    """Writes a session's input and output audio (``record_dir``), for debugging and tests."""
+def _open_session(model: Any, hello: Hello, protocol: Protocol, limits: SessionLimits) -> tuple[Session, Any]:
+    """On the compute thread: streams are built and their latency derived there, never on the
+    event loop."""
+    session = Session(model, hello, protocol, limits)
+    return session, session.ready()
 
-    def __init__(self, directory: Path, session: Session) -> None:
+
+class _Recorder:
+    """Writes a session's input and output audio (``record_dir``) on a thread of its own, at most
+    ``max_bytes`` per direction, in files only the server's user can read."""
+
+    def __init__(self, directory: Path, session: Session, max_bytes: int) -> None:
         import soundfile
 
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         rate, channels = session.hello.sample_rate, session.hello.channels
-        self.files = [
-            soundfile.SoundFile(str(directory / f"{session.id}-input.wav"), "w", rate, channels, subtype="FLOAT"),
-            soundfile.SoundFile(str(directory / f"{session.id}-output.wav"), "w", rate, channels, subtype="FLOAT"),
-        ]
+        self.files = {}
+        for direction in ("input", "output"):
+            path = directory / f"{session.id}-{direction}.wav"
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))  # 0600 before any audio
+            self.files[direction] = soundfile.SoundFile(str(path), "w", rate, channels, subtype="FLOAT")
+        self.remaining = {direction: max_bytes for direction in self.files}
+        self.dropped_bytes = 0
+        self._queue: queue.Queue[tuple[str, np.ndarray] | None] = queue.Queue(maxsize=256)
+        self._thread = threading.Thread(target=self._run, name=f"codecstream-record-{session.id}", daemon=True)
+        self._thread.start()
 
-    def input(self, samples: Any) -> None:
-        self.files[0].write(samples)
+    def write(self, direction: str, samples: np.ndarray) -> None:
+        """Queue ``samples`` (never blocks: a full queue or a spent budget drops them)."""
+        size = samples.nbytes
+        if size > self.remaining[direction]:
+            self.remaining[direction] = 0
+            self.dropped_bytes += size
+            return
+        self.remaining[direction] -= size
+        try:
+            self._queue.put_nowait((direction, samples))
+        except queue.Full:
+            self.dropped_bytes += size
 
-    def output(self, samples: Any) -> None:
-        self.files[1].write(samples)
-
-    def close(self) -> None:
-        for handle in self.files:
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            direction, samples = item
+            self.files[direction].write(samples)
+        for handle in self.files.values():
             handle.close()
 
+    def close(self) -> None:
+        self._queue.put(None)  # the thread closes the files after what is queued
 
-def _error_code(exc: CodecStreamError) -> str:
-    name = type(exc).__name__
-    return {"CodeRangeError": "bad_codes", "ShapeError": "bad_codes", "DTypeError": "bad_codes"}.get(name, "bad_input")
+
+def _error_for(exc: BaseException, session: Session | None) -> tuple[str, str]:
+    """A stable protocol error code and a message for ``exc``, by its class (never a traceback;
+    ``internal`` only for what no rule covers: a bug, logged server-side)."""
+    if isinstance(exc, ProtocolError):
+        return exc.code, str(exc)[:500]
+    codes_session = session is not None and session.direction == "codes->audio"
+    rules: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...] = (
+        (OptionError, "bad_options"),
+        (CodeRangeError, "bad_codes"),
+        ((NonFiniteError, ChannelError, SampleRateError), "bad_audio"),
+        ((ShapeError, DTypeError), "bad_codes" if codes_session else "bad_audio"),
+        (StreamStateError, "bad_stream"),
+        (UnknownModelError, "bad_hello"),
+        (CheckpointError, "model_unavailable"),
+        (CodecStreamError, "bad_input"),
+    )
+    for kinds, code in rules:
+        if isinstance(exc, kinds):
+            return code, f"{type(exc).__name__}: {exc}"[:500]
+    return "internal", f"internal error (logged as session {session.id if session else '-'})"
 
 
 def _is_disconnect(exc: BaseException) -> bool:
@@ -394,9 +714,10 @@ def _is_disconnect(exc: BaseException) -> bool:
 
 def run_server(config: ServerConfig, *, on_ready: Callable[[Server], None] | None = None) -> None:
     """Run the server until SIGTERM or Ctrl-C: the event loop on a thread, compute on this
-    (main) thread."""
+    (main) thread. The served models are loaded first."""
     worker = ComputeWorker()
     server = Server(config, worker)
+    server.load_models()
     stop = threading.Event()
 
     def loop_thread() -> None:
@@ -413,12 +734,10 @@ def run_server(config: ServerConfig, *, on_ready: Callable[[Server], None] | Non
 
     signal.signal(signal.SIGTERM, terminate)
     signal.signal(signal.SIGINT, terminate)
-    if server.ready.wait(30) and on_ready is not None:
+    if server.ready.wait(60) and on_ready is not None:
         on_ready(server)
     try:
         worker.run_forever(stop)
     finally:
         server.stop()
         thread.join(timeout=10)
-
-

@@ -54,11 +54,34 @@ __all__ = [
     "Codes",
     "ErrorMessage",
     "Protocol",
+    "ERROR_CODES",
     "DIRECTIONS",
     "FORMATS",
 ]
 
 VERSION = 1
+#: Every ``code`` an ERROR message may carry, and what it means.
+ERROR_CODES = {
+    "empty": "an empty message",
+    "unknown_kind": "a text message, or an unknown kind byte",
+    "bad_json": "a control payload that is not a UTF-8 JSON object (or nests too deep, or has huge numbers)",
+    "bad_control": "a control message of an unknown type, or a malformed one",
+    "bad_hello": "a hello with a bad field, or a model or direction this server does not serve",
+    "bad_options": "hello options unknown to the model, of the wrong type or out of range",
+    "unsupported_version": "a protocol version this server does not speak",
+    "bad_audio": "audio that is not whole samples, has NaN or infinities, or does not fit the model",
+    "bad_codes": "codes of the wrong shape or levels, or out of range",
+    "bad_stream": "a stream used out of order (ended inside a frame, layout changed)",
+    "bad_input": "other input the model refuses",
+    "sequence": "a data message lost or reordered",
+    "unexpected": "a message that does not belong at this point of the session",
+    "too_large": "a message over the byte limit, or carrying more audio or codes than one message may",
+    "server_busy": "the session limit, or the limit of connections waiting for a hello, is reached",
+    "hello_timeout": "no hello within the server's hello timeout",
+    "idle_timeout": "no message within the server's idle timeout",
+    "model_unavailable": "a served model that cannot be loaded",
+    "internal": "a server bug (logged with the session id); never caused by malformed input",
+}
 DIRECTIONS = ("audio->codes", "codes->audio", "audio->audio")
 FORMATS = ("pcm16", "f32")
 
@@ -72,9 +95,8 @@ class Kind:
 
 
 class ProtocolError(CodecStreamError):
-    """A message that breaks the protocol. ``code`` is one of: ``empty``, ``unknown_kind``,
-    ``bad_json``, ``bad_control``, ``bad_hello``, ``unsupported_version``, ``bad_audio``,
-    ``bad_codes``, ``sequence``, ``unexpected``, ``too_large``."""
+    """A message that breaks the protocol, or a request the server refuses. ``code`` is stable
+    (see :data:`ERROR_CODES`)."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -174,8 +196,8 @@ class Protocol:
     def _json(self, payload: memoryview) -> dict[str, Any]:
         try:
             data = json.loads(bytes(payload).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ProtocolError("bad_json", f"control payload is not UTF-8 JSON: {exc}") from None
+        except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, huge integers, deep nesting
+            raise ProtocolError("bad_json", f"control payload is not UTF-8 JSON we accept: {type(exc).__name__}") from None
         if not isinstance(data, dict):
             raise ProtocolError("bad_json", "control payload must be a JSON object")
         return data

@@ -1,18 +1,61 @@
-"""One client's streams on a shared model: wire data in, wire data out."""
+"""One client's streams on a shared model: wire data in, wire messages out, in bounded turns.
+
+A session checks everything a client controls before any compute: its options against the
+model's schema (:mod:`codecstream.options`), the audio duration or code frames of each message
+against :class:`SessionLimits`. It then works through a message in *turns* of at most
+``turn_ms`` of audio, so the compute thread can serve other sessions between two turns of a
+long message (see :class:`~codecstream.server.app.ComputeWorker`).
+"""
 
 from __future__ import annotations
 
+import math
 import uuid
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Iterator
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from ..errors import CodecStreamError
+from ..options import WINDOWED_OPTIONS, check_options
 from ..runtime.resample import StreamResampler
-from .protocol import Hello, ProtocolError, Ready
+from .protocol import Hello, Protocol, ProtocolError, Ready
 
-__all__ = ["Session", "codes_to_wire", "codes_from_wire"]
+__all__ = ["Session", "SessionLimits", "codes_to_wire", "codes_from_wire", "wire_form", "Outgoing"]
+
+#: What a session hands back to the event loop: encoded messages, plus the client-rate audio of
+#: audio messages for the recorder (None for codes).
+Outgoing = list[tuple[bytes, "np.ndarray | None"]]
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    """Bounds on the work one message may cause.
+
+    Attributes:
+        max_message_ms: audio per message (client-rate samples for audio, code frames at each
+            level's frame rate for codes), in milliseconds.
+        turn_ms: audio computed in one turn of the compute thread, in milliseconds.
+        max_message_bytes: size of every message sent (longer outputs are split).
+    """
+
+    max_message_ms: float = 1000.0
+    turn_ms: float = 100.0
+    max_message_bytes: int = 256 * 1024
+
+
+def wire_form(model: Any) -> str | None:
+    """How ``model``'s codes travel in CODES messages: ``"tensor"`` (one ``[rows, frames]``
+    level: code-books or feature channels), ``"levels"`` (one ``[1, frames]`` level per code
+    level, SNAC) or None (codes the protocol cannot carry, such as EnCodec 48 kHz segments)."""
+    empty = model.empty_codes(1, model.encoder_options())
+    if isinstance(empty, Tensor):
+        return "tensor"
+    if isinstance(empty, (list, tuple)) and all(isinstance(level, Tensor) for level in empty):
+        return "levels"
+    return None
 
 
 def codes_to_wire(codes: Any) -> list[np.ndarray]:
@@ -23,11 +66,16 @@ def codes_to_wire(codes: Any) -> list[np.ndarray]:
     return [codes[0].detach().cpu().numpy()]
 
 
-def codes_from_wire(model: Any, levels: list[np.ndarray]) -> Any:
-    """Protocol levels → what the model's decoder takes (validated by the model)."""
+def codes_from_wire(model: Any, levels: list[np.ndarray], form: str | None = None) -> Any:
+    """Protocol levels → what the model's decoder takes (the model validates the values)."""
+    form = form or wire_form(model)
     tensors = [torch.from_numpy(np.array(level)) for level in levels]
-    if isinstance(model.empty_codes(1, None), (list, tuple)):
-        return [t.reshape(1, -1).long() for t in tensors]
+    if form == "levels":
+        if any(t.shape[0] != 1 for t in tensors):
+            raise ProtocolError("bad_codes", f"{model.name} codes are one row per level")
+        return [t.reshape(1, -1) if t.is_floating_point() else t.reshape(1, -1).long() for t in tensors]
+    if form != "tensor":
+        raise ProtocolError("bad_codes", f"{model.name}'s codes cannot travel in CODES messages")
     if len(tensors) != 1:
         raise ProtocolError("bad_codes", f"{model.name} takes one level of codes, got {len(tensors)}")
     return tensors[0][None] if tensors[0].is_floating_point() else tensors[0][None].long()
@@ -41,30 +89,77 @@ def _fit_channels(samples: np.ndarray, channels: int) -> np.ndarray:
     return np.repeat(samples[:, :1], channels, axis=1)
 
 
-class Session:
-    """Streams for one connection. ``process`` and ``finish`` run on the compute thread and
-    return a list of outgoing items: ``("audio", [n, channels] float32)`` or ``("codes", levels)``."""
+def _split_options(model: Any, options: dict[str, Any], direction: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The hello's options, type- and range-checked, split into encoder and decoder options."""
+    schema = (*model.option_specs(), *WINDOWED_OPTIONS)
+    try:
+        checked = check_options(schema, options, what=model.name)
+    except CodecStreamError as exc:
+        raise ProtocolError("bad_options", str(exc)) from None
+    sides = {option.name: option.side for option in schema}
+    encoder = {k: v for k, v in checked.items() if sides[k] == "encoder"}
+    decoder = {k: v for k, v in checked.items() if sides[k] == "decoder"}
+    if direction == "codes->audio" and encoder:
+        raise ProtocolError("bad_options", f"options {sorted(encoder)} apply to the encoder; this session only decodes")
+    if direction == "audio->codes" and decoder:
+        raise ProtocolError("bad_options", f"options {sorted(decoder)} apply to the decoder; this session only encodes")
+    return encoder, decoder
 
-    def __init__(self, model: Any, hello: Hello) -> None:
+
+class Session:
+    """Streams for one connection. Build it, and call ``ready``, ``process_*`` and ``finish``,
+    on the compute thread: the streams' work and their latency figures are computed there.
+    ``process_audio`` and ``process_codes`` return iterators of turns, each turn a list of
+    :data:`Outgoing` messages (the worker interleaves turns of different sessions)."""
+
+    def __init__(self, model: Any, hello: Hello, protocol: Protocol, limits: SessionLimits | None = None) -> None:
         self.id = uuid.uuid4().hex[:12]
         self.model = model
         self.hello = hello
+        self.protocol = protocol
+        self.limits = limits or SessionLimits()
         self.direction = hello.direction
-        options = dict(hello.options)
-        encoder_options = {k: options.pop(k) for k in list(options) if k in ("bandwidth",)}
+        self.form = wire_form(model)
+        if self.form is None and self.direction != "audio->audio":
+            raise ProtocolError("bad_hello", f"{model.name}'s codes cannot travel in CODES messages; use direction audio->audio")
+        if self.direction != "codes->audio" and not (model.has_encoder and model.streaming_encoder):
+            raise ProtocolError("bad_hello", f"{model.name} has no streaming encoder; use direction codes->audio")
+        encoder_options, decoder_options = _split_options(model, hello.options, self.direction)
         try:
-            self.encoder = model.encoder_stream(1, **encoder_options) if hello.direction != "codes->audio" else None
-            self.decoder = model.decoder_stream(1, **options) if hello.direction != "audio->codes" else None
+            self.encoder = model.encoder_stream(1, **encoder_options) if self.direction != "codes->audio" else None
+            self.decoder = model.decoder_stream(1, **decoder_options) if self.direction != "audio->codes" else None
         except CodecStreamError as exc:
-            raise ProtocolError("bad_hello", f"{type(exc).__name__}: {exc}") from None
-        if hello.direction == "audio->codes" and options:
-            raise ProtocolError("bad_hello", f"unknown options {sorted(options)}")
-        self._in = StreamResampler(hello.sample_rate, model.sample_rate, model.channels) if self.encoder else None
+            raise ProtocolError("bad_options", f"{type(exc).__name__}: {exc}") from None
+        self._in = StreamResampler(hello.sample_rate, model.encoder_sample_rate, model.channels) if self.encoder else None
         self._out = StreamResampler(model.sample_rate, hello.sample_rate, model.channels) if self.decoder else None
         self.audio_in_s = 0.0
-        self.compute_s = 0.0
         self.samples_in = 0  # client-rate samples received (audio directions)
         self.samples_out = 0  # client-rate samples sent
+        # Codes: each level's frames so far, in finest frames, so levels cannot drift apart.
+        self._strides = self._level_strides()
+        self._level_frames = [0] * len(self._strides)
+
+    def _level_strides(self) -> list[int]:
+        spec = self.model.token_spec
+        if self.form != "levels" or spec is None:
+            return [1]
+        finest = min(level.hop_length for level in spec.levels)
+        return [level.hop_length // finest for level in spec.levels]
+
+    # -- limits ---------------------------------------------------------------------------
+    def max_message_samples(self) -> int:
+        """Client-rate audio samples one message may carry."""
+        return max(1, int(self.limits.max_message_ms * self.hello.sample_rate / 1000))
+
+    def max_message_frames(self) -> int:
+        """Code frames (of the finest level) one message may carry."""
+        return max(1, math.ceil(self.limits.max_message_ms * self.model.frame_rate / 1000))
+
+    def _turn_samples(self) -> int:
+        return max(1, int(self.limits.turn_ms * self.hello.sample_rate / 1000))
+
+    def _turn_frames(self) -> int:
+        return max(1, math.ceil(self.limits.turn_ms * self.model.frame_rate / 1000))
 
     def ready(self) -> Ready:
         latency = 0.0
@@ -84,58 +179,87 @@ class Session:
         )
 
     # -- compute thread -------------------------------------------------------------------
-    def _decode(self, codes: Any, out: list[tuple[str, Any]]) -> None:
-        audio = self.decoder.push(codes)  # type: ignore[union-attr]
-        self._emit_audio(audio, out)
+    def process_audio(self, samples: np.ndarray) -> Iterator[Outgoing]:
+        """``samples``: ``[n, channels]`` float32 at the client's rate."""
+        if self.encoder is None:
+            raise ProtocolError("unexpected", "this session decodes codes; it takes no audio")
+        if len(samples) > self.max_message_samples():
+            raise ProtocolError("too_large", f"an audio message may carry {self.max_message_samples()} samples ({self.limits.max_message_ms:g} ms), got {len(samples)}")
+        return self._audio_turns(samples)
 
-    def _emit_audio(self, audio: torch.Tensor, out: list[tuple[str, Any]], *, last: bool = False) -> None:
+    def _audio_turns(self, samples: np.ndarray) -> Iterator[Outgoing]:
+        step = self._turn_samples()
+        for start in range(0, max(1, len(samples)), step):
+            piece = samples[start : start + step]
+            out: Outgoing = []
+            self.samples_in += len(piece)
+            self.audio_in_s += len(piece) / self.hello.sample_rate
+            block = self._in.process(_fit_channels(piece, self.model.channels))  # type: ignore[union-attr]
+            audio = torch.from_numpy(np.ascontiguousarray(block.T))[None].to(self.model.dtype)
+            with torch.inference_mode():
+                self._encoded(self.encoder.push(audio), out)  # type: ignore[union-attr]
+            yield out
+
+    def process_codes(self, levels: list[np.ndarray]) -> Iterator[Outgoing]:
+        if self.direction != "codes->audio":
+            raise ProtocolError("unexpected", f"this session is {self.direction}; it takes no codes")
+        if len(levels) != len(self._strides):
+            raise ProtocolError("bad_codes", f"{self.model.name} codes have {len(self._strides)} level(s), got {len(levels)}")
+        if any(not np.isfinite(level).all() for level in levels if level.dtype.kind == "f"):
+            raise ProtocolError("bad_codes", "codes contain NaN or infinite values")
+        frames = [level.shape[1] * stride for level, stride in zip(levels, self._strides)]
+        if max(frames) > self.max_message_frames():
+            raise ProtocolError("too_large", f"a codes message may carry {self.max_message_frames()} frames ({self.limits.max_message_ms:g} ms), got {max(frames)}")
+        totals = [done + new for done, new in zip(self._level_frames, frames)]
+        if max(totals) - min(totals) > self.max_message_frames():  # a level running ahead is buffered
+            raise ProtocolError("bad_codes", f"code levels drifted apart by {max(totals) - min(totals)} frames; send every level together")
+        codes = codes_from_wire(self.model, levels, self.form)  # checked before any turn runs
+        self.model.check_codes(codes, 1)
+        self._level_frames = totals
+        return self._codes_turns(levels, max(frames))
+
+    def _codes_turns(self, levels: list[np.ndarray], frames: int) -> Iterator[Outgoing]:
+        step = self._turn_frames()
+        pieces = max(1, -(-frames // step))
+        for index in range(pieces):  # each level sliced in proportion: pushes may be any length
+            part = [level[:, level.shape[1] * index // pieces : level.shape[1] * (index + 1) // pieces] for level in levels]
+            codes = codes_from_wire(self.model, part, self.form)
+            out: Outgoing = []
+            with torch.inference_mode():
+                self._emit_audio(self.decoder.push(codes), out)  # type: ignore[union-attr]
+            self.audio_in_s += self.model.num_frames(codes) * self.model.hop_length / self.model.sample_rate
+            yield out
+
+    def finish(self) -> Outgoing:
+        out: Outgoing = []
+        with torch.inference_mode():
+            if self.encoder is not None:
+                tail = self._in.flush()  # type: ignore[union-attr]
+                audio = torch.from_numpy(np.ascontiguousarray(tail.T))[None].to(self.model.dtype)
+                self._encoded(self.model.concat_codes([self.encoder.push(audio), self.encoder.flush()]), out)
+            if self.decoder is not None:
+                self._emit_audio(self.decoder.flush(), out, last=True)
+        return out
+
+    def _encoded(self, codes: Any, out: Outgoing) -> None:
+        if self.direction == "audio->codes":
+            if self.model.num_frames(codes):
+                out.append((self.protocol.codes(codes_to_wire(codes)), None))
+        else:
+            with torch.inference_mode():
+                self._emit_audio(self.decoder.push(codes), out)  # type: ignore[union-attr]
+
+    def _emit_audio(self, audio: Tensor, out: Outgoing, *, last: bool = False) -> None:
         samples = audio[0].T.to(torch.float32).cpu().numpy()
         samples = self._out.process(samples, last=last)  # type: ignore[union-attr]
         samples = _fit_channels(samples, self.hello.channels)
         if self.direction == "audio->audio":  # never longer than the input, like offline roundtrips
             samples = samples[: max(0, self.samples_in - self.samples_out)]
-        if len(samples):
-            self.samples_out += len(samples)
-            out.append(("audio", samples))
-
-    def _encode(self, codes: Any, out: list[tuple[str, Any]]) -> None:
-        if self.direction == "audio->codes":
-            if self.model.num_frames(codes):
-                out.append(("codes", codes_to_wire(codes)))
-        else:
-            self._decode(codes, out)
-
-    def process_audio(self, samples: np.ndarray) -> list[tuple[str, Any]]:
-        if self.encoder is None:
-            raise ProtocolError("unexpected", "this session decodes codes; it takes no audio")
-        out: list[tuple[str, Any]] = []
-        self.samples_in += len(samples)
-        self.audio_in_s += len(samples) / self.hello.sample_rate
-        block = self._in.process(_fit_channels(samples, self.model.channels))  # type: ignore[union-attr]
-        audio = torch.from_numpy(np.ascontiguousarray(block.T))[None].to(self.model.dtype)
-        with torch.inference_mode():
-            self._encode(self.encoder.push(audio), out)
-        return out
-
-    def process_codes(self, levels: list[np.ndarray]) -> list[tuple[str, Any]]:
-        if self.direction != "codes->audio":
-            raise ProtocolError("unexpected", f"this session is {self.direction}; it takes no codes")
-        out: list[tuple[str, Any]] = []
-        codes = codes_from_wire(self.model, levels)
-        with torch.inference_mode():
-            self._decode(codes, out)
-        self.audio_in_s += self.model.num_frames(codes) * self.model.hop_length / self.model.sample_rate
-        return out
-
-    def finish(self) -> list[tuple[str, Any]]:
-        out: list[tuple[str, Any]] = []
-        with torch.inference_mode():
-            if self.encoder is not None:
-                tail = self._in.flush()  # type: ignore[union-attr]
-                audio = torch.from_numpy(np.ascontiguousarray(tail.T))[None].to(self.model.dtype)
-                codes = self.model.concat_codes([self.encoder.push(audio), self.encoder.flush()])
-                self._encode(codes, out)
-            if self.decoder is not None:
-                self._emit_audio(self.decoder.flush(), out, last=True)
-        return out
-
+        if not len(samples):
+            return
+        self.samples_out += len(samples)
+        width = 2 if self.hello.format == "pcm16" else 4
+        per_message = max(1, (self.limits.max_message_bytes - 5) // (width * self.hello.channels))
+        for start in range(0, len(samples), per_message):
+            piece = samples[start : start + per_message]
+            out.append((self.protocol.audio(piece), piece))

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from codecstream.errors import OptionError
 from codecstream.latents import Length, LatentAutoencoder, clamp_length
+from codecstream.options import Option
 from codecstream.plugin import Codec, CodeLevel, TokenSpec
 from codecstream.streaming import StreamContext, StreamingSequential
 from codecstream.streaming.pointwise import Snake1d
@@ -93,6 +94,9 @@ class DacCodec(Codec):
         self.decoder = build_decoder(config)
 
     # -- encoder side -------------------------------------------------------------------
+    def option_specs(self) -> tuple[Option, ...]:
+        return (Option("n_codebooks", "encoder", int, "code-books to emit (default: all)", 1, self.config.n_codebooks),)
+
     def encoder_options(self, *, n_codebooks: int | None = None) -> int:
         """``n_codebooks``: how many code-books to emit (1 .. n_codebooks; default all)."""
         if n_codebooks is None:

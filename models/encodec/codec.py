@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from codecstream.errors import OptionError
+from codecstream.options import Option
 from codecstream.plugin import Codec, CodeLevel, TokenSpec
 from codecstream.streaming import StreamContext
 from codecstream.validation import check_code_tensor
@@ -48,6 +49,10 @@ class EncodecCodec(Codec):
         self.decoder = build_decoder(config)
 
     # -- encoder side -------------------------------------------------------------------
+    def option_specs(self) -> tuple[Option, ...]:
+        bandwidths = tuple(float(b) for b in self.config.target_bandwidths)
+        return (Option("bandwidth", "encoder", float, "target bit-rate in kbps (default: the highest)", choices=bandwidths),)
+
     def encoder_options(self, *, bandwidth: float | None = None) -> int:
         """``bandwidth`` in kbps, one of ``config.target_bandwidths`` (None: the highest)."""
         if bandwidth is None:

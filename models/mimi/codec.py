@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from codecstream.errors import OptionError
+from codecstream.options import Option
 from codecstream.plugin import Codec, CodeLevel, TokenSpec
 from codecstream.streaming import StreamContext, StreamingConv1d, StreamingConvTranspose1d, StreamingSequential
 from codecstream.streaming.transformer import StreamingTransformer
@@ -61,6 +62,9 @@ class MimiCodec(Codec):
         object.__setattr__(self, "_decoder_path", StreamingSequential(self.upsample, self.decoder_transformer, self.decoder))
 
     # -- encoder side -------------------------------------------------------------------
+    def option_specs(self) -> tuple[Option, ...]:
+        return (Option("n_codebooks", "encoder", int, f"code-books to emit (default {self.config.default_codebooks})", 1, self.config.num_codebooks),)
+
     def encoder_options(self, *, n_codebooks: int | None = None) -> int:
         """``n_codebooks``: code-books to emit, 1 to 32 (default 8)."""
         if n_codebooks is None:

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from codecstream.errors import OptionError
 from codecstream.latents import ContinuousCodes, LatentAutoencoder, clamp_length
+from codecstream.options import Option
 from codecstream.plugin import Codec
 from codecstream.streaming import StreamContext, StreamingSequential
 from codecstream.streaming.pointwise import SnakeBeta
@@ -59,6 +60,9 @@ class OobleckCodec(ContinuousCodes, Codec):
         return self.config.latent_dim
 
     # -- encoder side -------------------------------------------------------------------
+    def option_specs(self) -> tuple[Option, ...]:
+        return (Option("pad_end", "encoder", bool, "pad a last partial hop with zeros and encode it (the reference drops it)", default=False),)
+
     def encoder_options(self, *, pad_end: bool = False) -> bool:
         """``pad_end``: pad the end with zeros to a whole hop, so a last partial hop is encoded
         too (the reference drops it)."""

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from codecstream.errors import ShapeError, StreamStateError
+from codecstream.options import Option
 from codecstream.plugin import Codec, CodeLevel, TokenSpec
 from codecstream.streaming import StreamContext
 from codecstream.validation import as_tensor, check_code_tensor
@@ -109,6 +110,12 @@ class SnacCodec(Codec):
         return self.encoder.output_count(n_samples) // block * block
 
     # -- decoder side -------------------------------------------------------------------
+    def option_specs(self) -> tuple[Option, ...]:
+        return (
+            Option("noise", "decoder", bool, "SNAC's noise injection, keyed on sample position", default=True),
+            Option("noise_seed", "decoder", int, "seed of the positional noise", 0, 2**31 - 1, default=0),
+        )
+
     def decoder_options(self, *, noise: bool = True, noise_seed: int = 0) -> int | None:
         """``noise``: SNAC's noise injection, keyed on sample position by ``noise_seed``."""
         has_noise = any(isinstance(m, NoiseBlock) for m in self.decoder.modules())

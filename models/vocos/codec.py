@@ -10,6 +10,7 @@ from torch import Tensor
 
 from codecstream.errors import CodeRangeError, OptionError, WeightsUnavailableError
 from codecstream.latents import LatentAutoencoder, clamp_length
+from codecstream.options import Option
 from codecstream.plugin import Codec, CodeLevel, TokenSpec
 from codecstream.streaming import StreamContext, StreamingSequential
 from codecstream.streaming.pointwise import set_condition
@@ -132,6 +133,10 @@ class VocosEncodec(_Vocos):
                 self.codebook_weights.copy_(table)
 
     # -- encoder side: EnCodec 24 kHz ---------------------------------------------------
+    def option_specs(self) -> tuple[Option, ...]:
+        bandwidths = tuple(float(b) for b in self.config.bandwidths)
+        return (Option("bandwidth", "encoder", float, "bit-rate of the EnCodec codes in kbps (default: the highest)", choices=bandwidths),)
+
     def encoder_options(self, *, bandwidth: float | None = None) -> int:
         """``bandwidth`` in kbps, one of ``config.bandwidths`` (None: the highest, 12 kbps)."""
         if bandwidth is None:
