@@ -28,6 +28,8 @@ import logging
 import os
 import queue
 import signal
+import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -403,6 +405,8 @@ class Server:
         path = urlparse(request.path).path
         if path == "/health":  # for load balancers: open, and says nothing else
             return self._json_response(connection, json.dumps({"status": "ok"}))
+        if any(len(request.headers.get_all(name)) > 1 for name in ("Host", "Origin", "Authorization")):
+            return connection.respond(400, "repeated Host, Origin or Authorization header\n")
         if not self._host_allowed(request.headers):
             return connection.respond(403, "this server answers to its loopback names only\n")
         if path in _STATIC:  # the client's code holds no secret; it asks for the token itself
@@ -485,7 +489,7 @@ class Server:
 
     async def _end_with_error(self, websocket: Any, exc: Exception, session: Session | None) -> None:
         if _is_disconnect(exc):  # the client vanished, or sends stalled: end this session only
-            websocket.transport.abort()
+            _abort(websocket)
             return
         code, message = _error_for(exc, session)
         self.errors[code] += 1
@@ -575,14 +579,14 @@ class Server:
         try:
             await asyncio.wait_for(websocket.send(message), self.config.send_timeout_s)
         except asyncio.TimeoutError:
-            websocket.transport.abort()
+            _abort(websocket)
             raise ConnectionError("the client stopped reading") from None
 
     async def _close(self, websocket: Any, code: int, reason: str) -> None:
         try:
             await asyncio.wait_for(websocket.close(code, reason), self.config.send_timeout_s)
         except Exception:  # a peer that does not take the close frame
-            websocket.transport.abort()
+            _abort(websocket)
 
     def _session_stats(self, session: Session) -> dict[str, Any]:
         return {"session": session.id, "audio_seconds_in": session.audio_in_s}
@@ -593,7 +597,7 @@ class Server:
             await asyncio.wait_for(websocket.send(Protocol.error(code, message)), 2.0)
             await asyncio.wait_for(websocket.close(1008 if code not in ("server_busy", "internal") else 1013, code[:100]), 2.0)
         except Exception:  # the peer is gone or does not read: nothing more to tell it
-            websocket.transport.abort()
+            _abort(websocket)
 
     # -- lifecycle ------------------------------------------------------------------------
     async def serve(self) -> None:
@@ -704,6 +708,18 @@ def _error_for(exc: BaseException, session: Session | None) -> tuple[str, str]:
         if isinstance(exc, kinds):
             return code, f"{type(exc).__name__}: {exc}"[:500]
     return "internal", f"internal error (logged as session {session.id if session else '-'})"
+
+
+def _abort(websocket: Any) -> None:
+    """Drop the connection now, with a TCP reset: a plain close would leave the kernel trying
+    to deliver the unsent buffer to a peer that does not read, for minutes."""
+    sock = websocket.transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:  # already closed
+            pass
+    websocket.transport.abort()
 
 
 def _is_disconnect(exc: BaseException) -> bool:
