@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import hmac
 import ipaddress
 import json
@@ -343,7 +344,10 @@ class Server:
             directions.insert(1, "codes->audio")
         elif not (model.has_encoder and model.streaming_encoder):
             directions = []
-        options = [*model.option_specs(), *(WINDOWED_OPTIONS if model.exact_decoder else WINDOWED_OPTIONS[1:])]
+        mode, *windowed = WINDOWED_OPTIONS
+        if not model.exact_decoder:  # NeuCodec: a stream must ask for the windowed mode
+            mode = dataclasses.replace(mode, choices=("windowed",))
+        options = [*model.option_specs(), mode, *windowed]
         return {
             "model": model.name, "sample_rate": model.sample_rate, "hop_length": model.hop_length,
             "channels": model.channels, "frame_rate": model.frame_rate, "directions": directions,

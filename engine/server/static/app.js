@@ -29,7 +29,11 @@ async function start() {
   const stats = window.codecstream;
   $("error").textContent = "";
   const model = $("model").value.trim() || undefined;
-  const models = await (await fetch("models" + (model ? "?model=" + encodeURIComponent(model) : ""))).json();
+  // The token comes in the page's fragment (#token=...), which the browser never sends to a
+  // server or logs; ?token= works too.
+  const token = new URLSearchParams(location.hash.slice(1)).get("token") || new URLSearchParams(location.search).get("token");
+  const headers = token ? { Authorization: "Bearer " + token } : {};
+  const models = await (await fetch("models" + (model ? "?model=" + encodeURIComponent(model) : ""), { headers })).json();
   if (models.error) throw new Error(models.error);
   const rate = models.sample_rate;
   const context = new AudioContext({ sampleRate: rate, latencyHint: "interactive" });
@@ -45,8 +49,6 @@ async function start() {
   microphone.connect(capture);
   playback.connect(context.destination);
 
-  const query = new URLSearchParams(location.search);
-  const token = query.get("token");
   const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws" + (token ? "?token=" + encodeURIComponent(token) : "");
   const socket = new WebSocket(url);
   socket.binaryType = "arraybuffer";
