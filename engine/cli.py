@@ -147,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--hello-timeout", type=float, default=5.0, help="seconds a new connection has to send its hello")
     serve.add_argument("--token", default=os.environ.get("CODECSTREAM_TOKEN"), help="require this bearer token (Authorization header or ?token=); default: $CODECSTREAM_TOKEN")
     serve.add_argument("--allow-origin", action="append", default=None, help="browser Origin allowed besides this server's own page (repeatable; '*': any)")
+    serve.add_argument("--compute-threads", type=int, default=None, help="torch threads for model compute (default: all cores but one, left to the network)")
     serve.add_argument("--record-dir", type=Path, default=None, help="write each session's input and output audio here (files readable by you only)")
     serve.add_argument("--record-max-mb", type=float, default=64.0, help="recording per session and direction, MB (default 64)")
 
@@ -398,7 +399,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         load_on_request=args.load_on_request, max_sessions=args.max_sessions, max_message_bytes=args.max_message_bytes,
         max_message_ms=args.max_message_ms, idle_timeout_s=args.idle_timeout, hello_timeout_s=args.hello_timeout,
         token=args.token, allowed_origins=tuple(args.allow_origin) if args.allow_origin else None,
-        record_dir=args.record_dir, record_max_bytes=int(args.record_max_mb * 1e6),
+        record_dir=args.record_dir, record_max_bytes=int(args.record_max_mb * 1e6), compute_threads=args.compute_threads,
     )
     config.validate()
     run_server(config, on_ready=lambda server: print(f"serving on http://{config.host}:{server.port}/ (WebSocket /ws)", flush=True))

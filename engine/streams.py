@@ -16,7 +16,7 @@ Typical use::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Hashable
+from typing import TYPE_CHECKING, Any, Callable, Hashable
 
 import torch
 from torch import Tensor
@@ -70,6 +70,14 @@ class _Stream:
             self._timing_cache = self._latency_samples()
         return self._timing_cache
 
+    def _model_timing(self, side: str, derive: Callable[[], tuple[int, int]]) -> tuple[int, int]:
+        """An exact stream's timing is the model's (options never change it): derived once per
+        model and side, since the derivation walks the layer graph thousands of times."""
+        cache: dict[str, tuple[int, int]] = self.model.__dict__.setdefault("_stream_timing", {})
+        if side not in cache:
+            cache[side] = derive()
+        return cache[side]
+
     def _latency_samples(self) -> tuple[int, int]:
         raise NotImplementedError
 
@@ -114,7 +122,7 @@ class EncoderStream(_Stream):
         self.frames_out = 0  # frames returned so far
 
     def _latency_samples(self) -> tuple[int, int]:
-        return encoder_latency(self.model.encoder_frames, self.model.hop_length)
+        return self._model_timing("encoder", lambda: encoder_latency(self.model.encoder_frames, self.model.hop_length))
 
     def push(self, audio: Any) -> Any:
         """Consume ``audio`` and return the codes that are now final (possibly zero frames)."""
@@ -168,7 +176,7 @@ class DecoderStream(_Stream):
         self.samples_out = 0  # samples returned so far
 
     def _latency_samples(self) -> tuple[int, int]:
-        return decoder_latency(self.model.decoder_samples, self.model.hop_length)
+        return self._model_timing("decoder", lambda: decoder_latency(self.model.decoder_samples, self.model.hop_length))
 
     def push(self, codes: Any) -> Tensor:
         """Consume ``codes`` and return the audio that is now final (possibly zero samples)."""

@@ -190,19 +190,23 @@ def _rss_mb(pid="self") -> float:
 
 def test_long_messages_are_split_into_turns_and_sessions_take_turns():
     """A session's 10-turn job does not hold the compute thread: a job submitted after it
-    finishes after one of its turns, not after all ten."""
-    worker, stop, order = ComputeWorker(), threading.Event(), []
+    finishes after one of its turns, not after all ten; and each turn's output reaches the event
+    loop as soon as that turn is done, in order."""
+    worker, stop, order, delivered = ComputeWorker(), threading.Event(), [], []
 
     def long_job():
         def turns():
             for index in range(10):
                 order.append(f"long {index}")
-                yield [index]
+                yield index
 
         return turns()
 
     async def scenario():
-        long = worker.submit_turns(long_job)
+        def on_turn(output):
+            delivered.append((output, len(order)))
+
+        long = worker.submit_turns(long_job, on_turn)
         short = worker.submit(lambda: order.append("short") or "done")
         return await long, await short
 
@@ -212,8 +216,9 @@ def test_long_messages_are_split_into_turns_and_sessions_take_turns():
         long_result, short_result = asyncio.run(asyncio.wait_for(scenario(), 30))
     finally:
         stop.set()
-    assert long_result == list(range(10)) and short_result == "done"
+    assert long_result is None and short_result == "done"
     assert order.index("short") == 1  # right after the long job's first turn
+    assert [output for output, _ in delivered] == list(range(10))
 
 
 # -- 3. windowed options chosen by the client were quadratic -------------------------------

@@ -94,6 +94,8 @@ class ServerConfig:
     max_queued_bytes: int = 2 << 20  # decoded input waiting per session
     idle_timeout_s: float = 30.0
     send_timeout_s: float = 10.0
+    # Compute
+    compute_threads: int | None = None  # torch threads of the compute thread (None: all cores but one)
     # Security
     token: str | None = None
     allowed_origins: tuple[str, ...] | None = None  # None: only the page this server serves; "*": any
@@ -119,6 +121,8 @@ class ServerConfig:
         for name in ("max_sessions", "max_pending_connections", "max_message_bytes", "max_queued_bytes", "record_max_bytes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.compute_threads is not None and self.compute_threads < 1:
+            raise ConfigError(f"compute_threads must be positive, got {self.compute_threads}")
         for name in ("hello_timeout_s", "max_message_ms", "turn_ms", "idle_timeout_s", "send_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
@@ -137,13 +141,13 @@ def _is_loopback(host: str) -> bool:
 
 
 class _Job:
-    __slots__ = ("call", "turns", "future", "loop", "outputs")
+    __slots__ = ("call", "turns", "on_turn", "future", "loop")
 
-    def __init__(self, call: Callable[[], Any], future: asyncio.Future, loop: asyncio.AbstractEventLoop, turns: bool) -> None:
+    def __init__(self, call: Callable[[], Any], future: asyncio.Future, loop: asyncio.AbstractEventLoop, on_turn: Callable[[Any], None] | None) -> None:
         self.call: Callable[[], Any] | None = call
-        self.turns: Iterator[list[Any]] | None = None if not turns else iter(())
+        self.turns: Iterator[Any] | None = None
+        self.on_turn = on_turn  # None: a plain job, whose result settles the future
         self.future, self.loop = future, loop
-        self.outputs: list[Any] = []
 
 
 class ComputeWorker:
@@ -151,8 +155,9 @@ class ComputeWorker:
     torch's CPU threads serve their creating thread best).
 
     A job submitted with :meth:`submit_turns` returns an iterator of turns; the worker runs one
-    turn, then puts the job back at the end of the queue, so sessions take turns (round robin)
-    and each turn's work is bounded by the session (``turn_ms`` of audio)."""
+    turn, hands its result to the event loop at once, then puts the job back at the end of the
+    queue, so sessions take turns (round robin), each turn's work is bounded by the session
+    (``turn_ms`` of audio), and a long job's first output leaves before its last is computed."""
 
     def __init__(self) -> None:
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
@@ -161,17 +166,18 @@ class ComputeWorker:
 
     def submit(self, job: Callable[[], Any]) -> asyncio.Future:
         """Run ``job()`` once; the future gets its result."""
-        return self._put(job, turns=False)
+        return self._put(job, None)
 
-    def submit_turns(self, job: Callable[[], Iterator[list[Any]]]) -> asyncio.Future:
-        """Run ``job()`` (checks, may raise), then its turns, interleaved with other jobs; the
-        future gets the concatenated turn results."""
-        return self._put(job, turns=True)
+    def submit_turns(self, job: Callable[[], Iterator[Any]], on_turn: Callable[[Any], None]) -> asyncio.Future:
+        """Run ``job()`` (checks, may raise), then its turns, interleaved with other jobs;
+        ``on_turn(result)`` runs on the event loop after each turn, in order, and the future
+        settles (None, or the error) after the last one."""
+        return self._put(job, on_turn)
 
-    def _put(self, call: Callable[[], Any], *, turns: bool) -> asyncio.Future:
+    def _put(self, call: Callable[[], Any], on_turn: Callable[[Any], None] | None) -> asyncio.Future:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._jobs.put(_Job(call, future, loop, turns))
+        self._jobs.put(_Job(call, future, loop, on_turn))
         return future
 
     def depth(self) -> int:
@@ -188,42 +194,41 @@ class ComputeWorker:
             if job.future.done():  # its session ended (cancelled): drop the remaining turns
                 continue
             started = time.perf_counter()
+            error: BaseException | None = None
             try:
-                finished, result, error = self._step(job), None, None
-                if finished:
-                    result = job.outputs if job.turns is not None else job.outputs[0]
+                done, result = self._step(job)
             except BaseException as exc:  # delivered to the session that asked, nowhere else
-                finished, result, error = True, None, exc
+                done, result, error = True, None, exc
             self.busy_s += time.perf_counter() - started
             self.turns += 1
-            if finished:
-                _settle_threadsafe(job, result, error)
+            if done:
+                _call_soon(job.loop, _settle, job.future, result, error)
             else:
                 self._jobs.put(job)  # back of the queue: the other sessions go first
 
     @staticmethod
-    def _step(job: _Job) -> bool:
-        """One turn of ``job``; True when it is finished."""
+    def _step(job: _Job) -> tuple[bool, Any]:
+        """One turn of ``job``: ``(finished, result)``."""
         if job.call is not None:
             call, job.call = job.call, None
             result = call()
-            if job.turns is None:
-                job.outputs = [result]
-                return True
+            if job.on_turn is None:
+                return True, result
             job.turns = iter(result)
         try:
-            job.outputs.extend(next(job.turns))  # type: ignore[arg-type]
+            output = next(job.turns)  # type: ignore[arg-type]
         except StopIteration:
-            return True
-        return False
+            return True, None
+        _call_soon(job.loop, job.on_turn, output)  # type: ignore[arg-type]
+        return False, None
 
     def close(self) -> None:
         self._jobs.put(None)
 
 
-def _settle_threadsafe(job: _Job, result: Any, error: BaseException | None) -> None:
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., Any], *args: Any) -> None:
     try:
-        job.loop.call_soon_threadsafe(_settle, job.future, result, error)
+        loop.call_soon_threadsafe(callback, *args)
     except RuntimeError:  # the event loop closed meanwhile (shutdown): nobody is waiting
         pass
 
@@ -454,8 +459,18 @@ class Server:
             await self._fail(websocket, "server_busy", "too many connections are waiting to start a session")
             return
         protocol = Protocol(max_message_bytes=self.config.max_message_bytes)
+        _limit_send_buffer(websocket)
         session: Session | None = None
         reserved = False
+
+        def release() -> None:  # before any closing handshake: a slot is not held for it
+            nonlocal reserved
+            if reserved:
+                self._reserved -= 1
+                reserved = False
+            if session is not None:
+                self.sessions.pop(session.id, None)
+
         try:
             self.pending_connections += 1
             try:
@@ -473,8 +488,8 @@ class Server:
             self._reserved += 1
             reserved = True
             model = self._models.get(hello.model or self.config.default_model)
-            if model is None:
-                model = await asyncio.get_running_loop().run_in_executor(None, self.model, hello.model)
+            if model is None:  # not loaded: refused at once, or loaded off the loop if allowed
+                model = await asyncio.get_running_loop().run_in_executor(None, self.model, hello.model) if self.config.load_on_request else self.model(hello.model)
             limits = self.config.limits()
             session, ready = await self.worker.submit(lambda: _open_session(model, hello, protocol, limits))
             self.sessions[session.id] = session
@@ -483,13 +498,12 @@ class Server:
             self.total_sessions += 1
             await self._send(websocket, protocol.ready(ready))
             await self._serve_session(websocket, protocol, session)
+            release()
         except Exception as exc:
+            release()
             await self._end_with_error(websocket, exc, session)
         finally:
-            if reserved:
-                self._reserved -= 1
-            if session is not None:
-                self.sessions.pop(session.id, None)
+            release()
 
     async def _end_with_error(self, websocket: Any, exc: Exception, session: Session | None) -> None:
         if _is_disconnect(exc):  # the client vanished, or sends stalled: end this session only
@@ -549,10 +563,10 @@ class Server:
                 samples = self._merge_audio(session, inbox, event.samples)
                 if recorder:
                     recorder.write("input", samples)
-                outputs = await self.worker.submit_turns(lambda s=samples: session.process_audio(s))
+                await self._run_turns(websocket, lambda s=samples: session.process_audio(s), recorder)
                 self.audio_s += len(samples) / session.hello.sample_rate
             elif isinstance(event, Codes):
-                outputs = await self.worker.submit_turns(lambda e=event: session.process_codes(e.levels))
+                await self._run_turns(websocket, lambda e=event: session.process_codes(e.levels), recorder)
             else:  # End: flush, send the rest, say end
                 outputs = await self.worker.submit(session.finish)
                 await self._send_outputs(websocket, outputs, recorder)
@@ -560,8 +574,28 @@ class Server:
                 await self._send(websocket, Protocol.end())
                 await self._close(websocket, 1000, "")
                 return
-            await self._send_outputs(websocket, outputs, recorder)
             self.chunk_latency_s.append(time.perf_counter() - received)
+
+    async def _run_turns(self, websocket: Any, job: Callable[[], Iterator[Any]], recorder: "_Recorder | None") -> None:
+        """Run a session's job on the compute thread, sending each turn's output as it comes."""
+        outputs: asyncio.Queue[Any] = asyncio.Queue()
+        finished = self.worker.submit_turns(job, outputs.put_nowait)
+        try:
+            while True:
+                if not outputs.empty():
+                    await self._send_outputs(websocket, outputs.get_nowait(), recorder)
+                elif finished.done():  # every turn's output was queued before it settled
+                    finished.result()
+                    return
+                else:
+                    getter = asyncio.ensure_future(outputs.get())
+                    await asyncio.wait({getter, finished}, return_when=asyncio.FIRST_COMPLETED)
+                    if getter.done():
+                        await self._send_outputs(websocket, getter.result(), recorder)
+                    else:
+                        getter.cancel()
+        finally:
+            finished.cancel()  # no-op when settled; otherwise the worker drops the rest
 
     @staticmethod
     def _merge_audio(session: Session, inbox: _Inbox, samples: np.ndarray) -> np.ndarray:
@@ -714,6 +748,21 @@ def _error_for(exc: BaseException, session: Session | None) -> tuple[str, str]:
     return "internal", f"internal error (logged as session {session.id if session else '-'})"
 
 
+#: Kernel send buffer of a session's socket: large enough for 192 kHz stereo float audio, small
+#: enough that a client that stops reading blocks the server's sends (and meets the send
+#: timeout) before megabytes of audio were computed for it.
+SEND_BUFFER_BYTES = 256 * 1024
+
+
+def _limit_send_buffer(websocket: Any) -> None:
+    sock = websocket.transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+        except OSError:
+            pass
+
+
 def _abort(websocket: Any) -> None:
     """Drop the connection now, with a TCP reset: a plain close would leave the kernel trying
     to deliver the unsent buffer to a peer that does not read, for minutes."""
@@ -735,6 +784,11 @@ def _is_disconnect(exc: BaseException) -> bool:
 def run_server(config: ServerConfig, *, on_ready: Callable[[Server], None] | None = None) -> None:
     """Run the server until SIGTERM or Ctrl-C: the event loop on a thread, compute on this
     (main) thread. The served models are loaded first."""
+    import torch
+
+    # One core is left to the event loop: with every core in torch's pool, the loop waits for a
+    # CPU and sessions stall (measured on 2 cores: 7 s gaps with 2 threads, 0.14 s with 1).
+    torch.set_num_threads(config.compute_threads or max(1, (os.cpu_count() or 2) - 1))
     worker = ComputeWorker()
     server = Server(config, worker)
     server.load_models()
