@@ -67,9 +67,9 @@ class Option:
         return out
 
 
-def check_value(option: Option, value: Any) -> Any:
+def check_value(option: Option, value: Any, what: str = "the model") -> Any:
     """``value`` if it is of ``option``'s type and in its range (ints become floats for float
-    options); OptionError otherwise."""
+    options); OptionError otherwise. ``what`` names the model in messages."""
     kind = option.kind
     if kind is bool:
         ok = isinstance(value, bool)
@@ -84,16 +84,22 @@ def check_value(option: Option, value: Any) -> Any:
     if not ok:
         raise OptionError(f"option {option.name} must be {_type_name(kind)}, got {_short(value)}")
     if option.choices is not None and value not in option.choices:
-        raise OptionError(f"option {option.name} must be one of {', '.join(map(str, option.choices))}, got {_short(value)}")
+        choices = [repr(c) if isinstance(c, str) else f"{c:g}" if isinstance(c, float) else str(c) for c in option.choices]
+        listed = choices[0] if len(choices) == 1 else ", ".join(choices[:-1]) + " or " + choices[-1]
+        raise OptionError(f"{what} does not offer {_short(value)} for {option.name}; choose {listed}")
     low, high = option.minimum, option.maximum
     if (low is not None and value < low) or (high is not None and value > high):
-        raise OptionError(f"option {option.name} must be from {_bound(low)} to {_bound(high)}, got {_short(value)}")
+        if low == 0 and kind is int:
+            wanted = "a non-negative integer" + (f" up to {high:g}" if high is not None else "")
+        else:
+            wanted = f"{_bound(low)} to {_bound(high)}"
+        raise OptionError(f"option {option.name} must be {wanted}, got {_short(value)}")
     return value
 
 
-def check_options(schema: Iterable[Option], values: Mapping[str, Any], *, side: Side | None = None, what: str = "model") -> dict[str, Any]:
+def check_options(schema: Iterable[Option], values: Mapping[str, Any], *, side: Side | None = None, what: str = "the model") -> dict[str, Any]:
     """Validate ``values`` against ``schema`` (only the options of ``side`` when given); None
-    stands for the option's default and passes.
+    stands for the option's default and passes. ``what`` names the model in messages.
 
     Returns:
         The values, converted (ints to floats where a float is expected).
@@ -103,8 +109,11 @@ def check_options(schema: Iterable[Option], values: Mapping[str, Any], *, side: 
     known = {option.name: option for option in schema if side is None or option.side == side}
     unknown = sorted(str(name)[:40] for name in values if name not in known)
     if unknown:
-        raise OptionError(f"{what} got unknown option(s) {unknown}; it accepts {sorted(known) or 'none'}")
-    return {name: None if value is None else check_value(known[name], value) for name, value in values.items()}
+        if not known:
+            raise OptionError(f"{what} takes no {side + ' ' if side else ''}options, got {unknown}")
+        where = f"{what} {side}" if side else what
+        raise OptionError(f"{where} got unknown option(s) {unknown}; it accepts {sorted(known)}")
+    return {name: None if value is None else check_value(known[name], value, what) for name, value in values.items()}
 
 
 def schema_json(schema: Iterable[Option]) -> list[dict[str, Any]]:

@@ -132,7 +132,7 @@ class Codec(nn.Module):
             raise OptionError(f"{self.name} has no encoder")
         if not self.streaming_encoder:
             raise OptionError(f"{self.name}'s encoder needs the whole signal at once: call encode()")
-        check_options(self.option_specs(), options, side="encoder", what=f"{self.name} encoder")
+        check_options(self.option_specs(), options, side="encoder", what=self.name)
         _check_options(self.encoder_options, options, f"{self.name} encoder")
         return EncoderStream(self, batch_size, sample_rate=sample_rate, options=self.encoder_options(**options))
 
@@ -158,10 +158,10 @@ class Codec(nn.Module):
         from .streams import DecoderStream
         from .windowed import WindowedDecoderStream
 
-        check_options(self.option_specs(), options, side="decoder", what=f"{self.name} decoder")
+        check_options(self.option_specs(), options, side="decoder", what=self.name)
         _check_options(self.decoder_options, options, f"{self.name} decoder")
         windowed = {"mode": mode, "lookahead_frames": lookahead_frames, "context_frames": context_frames, "block_frames": block_frames, "crossfade_frames": crossfade_frames}
-        check_options(WINDOWED_OPTIONS, {k: v for k, v in windowed.items() if v is not None}, what=f"{self.name} decoder")
+        check_options(WINDOWED_OPTIONS, {k: v for k, v in windowed.items() if v is not None}, what=self.name)
         if mode == "exact" and not self.exact_decoder:
             raise OptionError(
                 f"{self.name} cannot stream exactly (every output depends on every frame): use "
