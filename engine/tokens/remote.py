@@ -30,7 +30,8 @@ class RemoteTokenDecoder:
         self.model = adapter.model
         self._protocol = Protocol(max_message_bytes=1 << 24)
         headers = {"Authorization": f"Bearer {token}"} if token else None
-        self._socket = connect(url, additional_headers=headers, max_size=1 << 24)
+        # Entered like a context manager (closed in flush): plain connect() is deprecated.
+        self._socket = connect(url, additional_headers=headers, max_size=1 << 24).__enter__()
         rate = self.model.sample_rate
         self._socket.send(self._protocol.hello(Hello(model=self.model.name, direction="codes->audio", sample_rate=rate, format="f32", options=options or {})))
         self.ready = ready = expect_ready(self._protocol.receive(self._socket.recv()))
