@@ -44,9 +44,11 @@ class ModelSpec:
         ignore_keys: regexes of checkpoint keys that are training-only and may be dropped.
         locate_default: where the published weights are when they come with an installed
             package rather than from the hub (``weights=None`` uses it first).
-        reference: for benchmarks, ``(model, audio, codes, options) -> Reference``: the
-            upstream package's offline model with the same weights; raises ImportError when that
-            package is not installed.
+        reference: for benchmarks, where to find ``(model, audio, codes, options) -> Reference``
+            (the upstream package's offline model with the same weights; raises ImportError when
+            that package is not installed): a ``"module:function"`` string, imported only by
+            ``codecstream bench`` (so listing and loading models never imports the upstream
+            package nor patches it), or the function itself.
     """
 
     name: str
@@ -58,7 +60,7 @@ class ModelSpec:
     hub_patterns: tuple[str, ...] = ()
     ignore_keys: tuple[str, ...] = field(default=())
     locate_default: Callable[[], Path] | None = None
-    reference: Callable[[Codec, torch.Tensor, Any, dict[str, Any]], "Reference"] | None = None
+    reference: str | Callable[[Codec, torch.Tensor, Any, dict[str, Any]], "Reference"] | None = None
 
 
 @dataclass(frozen=True)

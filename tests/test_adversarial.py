@@ -48,7 +48,7 @@ import pytest
 import torch
 
 import codecstream as cs
-from codecstream import bench
+from codecstream import signals
 from codecstream.server.client import stream_audio
 from codecstream.server.protocol import ERROR_CODES, Hello, Kind, Protocol
 
@@ -756,7 +756,7 @@ async def size_limits(url: str, tally: Tally) -> dict[str, Any]:
 
 # -- the honest session -------------------------------------------------------------------------
 def speechlike(seconds: float, seed: int) -> np.ndarray:
-    return bench.test_signal(seconds, RATE, 1, seed=seed)[0, 0].numpy()
+    return signals.speech_like(seconds, RATE, 1, seed=seed)[0, 0].numpy()
 
 
 def offline_roundtrip(audio: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ import soundfile
 import torch
 
 import codecstream as cs
-from codecstream.loopback import bundled_clip
+from codecstream.signals import bundled_clip
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

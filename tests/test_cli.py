@@ -12,8 +12,8 @@ import soundfile
 import torch
 
 import codecstream as cs
-from codecstream.bench import test_signal as speechlike
 from codecstream.codes_file import read_codes
+from codecstream.signals import speech_like as speechlike
 
 
 def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -16,7 +16,7 @@ import soundfile
 import torch
 
 import codecstream as cs
-from codecstream.loopback import bundled_clip
+from codecstream.signals import bundled_clip
 
 RATE = 22050
 BACKENDS = ["sounddevice", "pyaudio"]

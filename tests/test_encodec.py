@@ -16,9 +16,9 @@ from helpers import (
 )
 
 import codecstream as cs
-from codecstream.bench import test_signal as speechlike
 from codecstream.models.encodec import EncodecCodec, EncodecConfig
 from codecstream.models.encodec.checkpoint import TRAINING_ONLY_KEYS, read_encodec_checkpoint
+from codecstream.signals import speech_like as speechlike
 from codecstream.weights import fold_weight_norm, load_state
 
 encodec_pkg = pytest.importorskip("encodec", reason="the encodec reference package is a dev dependency")

@@ -17,8 +17,8 @@ import torch
 import codecstream as cs
 from codecstream.io.devices import PyAudioSink, PyAudioSource, SoundDeviceSink, SoundDeviceSource
 from codecstream.io.files import ArraySink, ArraySource
-from codecstream.loopback import bundled_clip
 from codecstream.runtime import Pipeline, RingBuffer, StreamResampler
+from codecstream.signals import bundled_clip
 
 
 def test_ring_wraps_around_and_keeps_order():

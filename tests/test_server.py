@@ -52,9 +52,9 @@ def url(server):
 
 
 def speechlike(seconds, seed=0):
-    from codecstream.bench import test_signal
+    from codecstream.signals import speech_like
 
-    return test_signal(seconds, 24000, 1, seed=seed)[0, 0].numpy()
+    return speech_like(seconds, 24000, 1, seed=seed)[0, 0].numpy()
 
 
 def test_audio_to_audio_and_codes_to_audio_equal_offline(server):

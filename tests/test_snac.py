@@ -10,10 +10,11 @@ import torch
 from helpers import CHUNKINGS, chunk_sizes, depends_on, encoder_release_points, max_rel_error
 
 import codecstream as cs
-from codecstream.bench import test_signal as speechlike
+from codecstream.commands.orpheus_baseline import OrpheusWindowDecoder
 from codecstream.models.snac import SNAC_24KHZ, SNAC_32KHZ, SNAC_44KHZ, SnacCodec
 from codecstream.models.snac.reference import positional_noise_in
-from codecstream.tokens import OrpheusDecoder, OrpheusWindowDecoder, orpheus_token_ids
+from codecstream.signals import speech_like as speechlike
+from codecstream.tokens import OrpheusDecoder, orpheus_token_ids
 from codecstream.weights import fold_weight_norm, load_state
 
 snac_pkg = pytest.importorskip("snac", reason="the snac reference package is a dev dependency")

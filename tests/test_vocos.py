@@ -18,12 +18,12 @@ from helpers import (
 )
 
 import codecstream as cs
-from codecstream.bench import test_signal as speechlike
-from codecstream.models.vocos import VOCOS_ENCODEC_24KHZ, VOCOS_MEL_24KHZ, VocosEncodec, VocosMel
-from codecstream.models.vocos.reference import build_reference
-from codecstream.streaming.pointwise import set_condition
 from codecstream.models.encodec.checkpoint import plugin_keys
+from codecstream.models.vocos import VOCOS_ENCODEC_24KHZ, VOCOS_MEL_24KHZ, VocosEncodec, VocosMel
 from codecstream.models.vocos.checkpoint import _RULES
+from codecstream.models.vocos.reference import build_reference
+from codecstream.signals import speech_like as speechlike
+from codecstream.streaming.pointwise import set_condition
 from codecstream.weights import fold_weight_norm, load_state, rename_keys
 
 pytest.importorskip("vocos", reason="the vocos reference package is a dev dependency")

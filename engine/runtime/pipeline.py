@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .metrics import MetricsRecorder, PipelineMetrics, percentile
-from .resample import StreamResampler
+from .transcoder import Transcoder
 
 if TYPE_CHECKING:
     from ..io.base import AudioSink, AudioSource
@@ -26,14 +26,6 @@ def block_frames_for(model: Any, block_ms: float) -> int:
     """Model-rate samples per block: ``block_ms`` rounded to a whole number of hops (at least one)."""
     hops = max(1, round(block_ms * model.sample_rate / 1000 / model.hop_length))
     return hops * model.hop_length
-
-
-def _fit_channels(block: np.ndarray, channels: int) -> np.ndarray:
-    if block.shape[1] == channels:
-        return block
-    if channels == 1:
-        return block.mean(axis=1, keepdims=True)
-    return np.repeat(block[:, :1], channels, axis=1)
 
 
 class Pipeline:
@@ -73,10 +65,11 @@ class Pipeline:
         self.block_frames = block_frames_for(model, block_ms)
         self.source_block_frames = max(1, round(self.block_frames * source.sample_rate / model.sample_rate))
         self._encoder_options, self._decoder_options = dict(encoder_options or {}), dict(decoder_options or {})
-        self.encoder = model.encoder_stream(1, **self._encoder_options)
-        self.decoder = model.decoder_stream(1, **self._decoder_options)
-        self._in_resampler = StreamResampler(source.sample_rate, model.sample_rate, model.channels)
-        self._out_resampler = StreamResampler(model.sample_rate, sink.sample_rate, model.channels)
+        self.transcoder = Transcoder(
+            model, "audio->audio", input_rate=source.sample_rate, input_channels=source.channels,
+            output_rate=sink.sample_rate, output_channels=sink.channels,
+            encoder_options=self._encoder_options, decoder_options=self._decoder_options,
+        )
         self.recorder = MetricsRecorder()
         self._stop = threading.Event()
         self._done = threading.Event()
@@ -154,16 +147,9 @@ class Pipeline:
     # -- worker ---------------------------------------------------------------------------
     def _process(self, block: np.ndarray, *, last: bool = False) -> None:
         started = time.perf_counter()
-        x = self._in_resampler.process(_fit_channels(block, self.model.channels), last=last)
-        audio = torch.from_numpy(np.ascontiguousarray(x.T))[None].to(self.model.dtype)
-        with torch.inference_mode():
-            codes = self.encoder.push(audio)
-            out = self.decoder.push(codes)
-            if last:
-                out = torch.cat([out, self.decoder.push(self.encoder.flush()), self.decoder.flush()], dim=-1)
-        y = out[0].T.to(torch.float32).cpu().numpy()
-        y = self._out_resampler.process(y, last=last)
-        y = _fit_channels(y, self.sink.channels)
+        y = self.transcoder.push_audio(block)
+        if last:
+            y = np.concatenate([y, self.transcoder.finish()])
         playing = getattr(self.sink, "playing", False)
         buffered = self.sink.buffered_frames() / self.sink.sample_rate if playing else None
         self.sink.write(y)
@@ -195,10 +181,7 @@ class Pipeline:
     # -- reporting ------------------------------------------------------------------------
     def metrics(self) -> PipelineMetrics:
         model_rate = self.model.sample_rate
-        algorithmic = (
-            (self.encoder.latency + self.decoder.latency + self._in_resampler.delay_samples) / model_rate
-            + self._out_resampler.delay_samples / self.sink.sample_rate
-        )
+        algorithmic = self.transcoder.latency_samples / model_rate + self.transcoder.resampler_delay_s
         block = self.block_frames / model_rate
         buffering = block + self.recorder.mean_buffered_s()
         samples = self.recorder.compute_samples()

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from ..errors import CodecStreamError
 from ..options import WINDOWED_OPTIONS, check_options
-from ..runtime.resample import StreamResampler
+from ..runtime.transcoder import Transcoder
 from .protocol import Hello, Protocol, ProtocolError, Ready
 
 __all__ = ["Session", "SessionLimits", "codes_to_wire", "codes_from_wire", "wire_form", "Outgoing"]
@@ -81,14 +81,6 @@ def codes_from_wire(model: Any, levels: list[np.ndarray], form: str | None = Non
     return tensors[0][None] if tensors[0].is_floating_point() else tensors[0][None].long()
 
 
-def _fit_channels(samples: np.ndarray, channels: int) -> np.ndarray:
-    if samples.shape[1] == channels:
-        return samples
-    if channels == 1:
-        return samples.mean(axis=1, keepdims=True)
-    return np.repeat(samples[:, :1], channels, axis=1)
-
-
 def _split_options(model: Any, options: dict[str, Any], direction: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The hello's options, type- and range-checked, split into encoder and decoder options."""
     schema = (*model.option_specs(), *WINDOWED_OPTIONS)
@@ -126,15 +118,13 @@ class Session:
             raise ProtocolError("bad_hello", f"{model.name} has no streaming encoder; use direction codes->audio")
         encoder_options, decoder_options = _split_options(model, hello.options, self.direction)
         try:
-            self.encoder = model.encoder_stream(1, **encoder_options) if self.direction != "codes->audio" else None
-            self.decoder = model.decoder_stream(1, **decoder_options) if self.direction != "audio->codes" else None
+            self.transcoder = Transcoder(
+                model, self.direction, input_rate=hello.sample_rate, input_channels=hello.channels,
+                encoder_options=encoder_options, decoder_options=decoder_options, trim_to_input=True,
+            )
         except CodecStreamError as exc:
             raise ProtocolError("bad_options", f"{type(exc).__name__}: {exc}") from None
-        self._in = StreamResampler(hello.sample_rate, model.encoder_sample_rate, model.channels) if self.encoder else None
-        self._out = StreamResampler(model.sample_rate, hello.sample_rate, model.channels) if self.decoder else None
         self.audio_in_s = 0.0
-        self.samples_in = 0  # client-rate samples received (audio directions)
-        self.samples_out = 0  # client-rate samples sent
         # Codes: each level's frames so far, in finest frames, so levels cannot drift apart.
         self._strides = self._level_strides()
         self._level_frames = [0] * len(self._strides)
@@ -162,11 +152,7 @@ class Session:
         return max(1, math.ceil(self.limits.turn_ms * self.model.frame_rate / 1000))
 
     def ready(self) -> Ready:
-        latency = 0.0
-        if self.encoder is not None:
-            latency += self.encoder.latency_ms
-        if self.decoder is not None:
-            latency += self.decoder.latency_ms
+        latency = self.transcoder.latency_ms
         spec = self.model.token_spec
         levels = [] if spec is None else [
             {"codebooks": level.num_codebooks, "codebook_size": level.codebook_size, "frame_rate": level.frame_rate}
@@ -181,7 +167,7 @@ class Session:
     # -- compute thread -------------------------------------------------------------------
     def process_audio(self, samples: np.ndarray) -> Iterator[Outgoing]:
         """``samples``: ``[n, channels]`` float32 at the client's rate."""
-        if self.encoder is None:
+        if self.direction == "codes->audio":
             raise ProtocolError("unexpected", "this session decodes codes; it takes no audio")
         if len(samples) > self.max_message_samples():
             raise ProtocolError("too_large", f"an audio message may carry {self.max_message_samples()} samples ({self.limits.max_message_ms:g} ms), got {len(samples)}")
@@ -191,13 +177,9 @@ class Session:
         step = self._turn_samples()
         for start in range(0, max(1, len(samples)), step):
             piece = samples[start : start + step]
-            out: Outgoing = []
-            self.samples_in += len(piece)
             self.audio_in_s += len(piece) / self.hello.sample_rate
-            block = self._in.process(_fit_channels(piece, self.model.channels))  # type: ignore[union-attr]
-            audio = torch.from_numpy(np.ascontiguousarray(block.T))[None].to(self.model.dtype)
-            with torch.inference_mode():
-                self._encoded(self.encoder.push(audio), out)  # type: ignore[union-attr]
+            out: Outgoing = []
+            self._send(self.transcoder.push_audio(piece), out)
             yield out
 
     def process_codes(self, levels: list[np.ndarray]) -> Iterator[Outgoing]:
@@ -225,41 +207,25 @@ class Session:
             part = [level[:, level.shape[1] * index // pieces : level.shape[1] * (index + 1) // pieces] for level in levels]
             codes = codes_from_wire(self.model, part, self.form)
             out: Outgoing = []
-            with torch.inference_mode():
-                self._emit_audio(self.decoder.push(codes), out)  # type: ignore[union-attr]
+            self._send(self.transcoder.push_codes(codes), out)
             self.audio_in_s += self.model.num_frames(codes) * self.model.hop_length / self.model.sample_rate
             yield out
 
     def finish(self) -> Outgoing:
         out: Outgoing = []
-        with torch.inference_mode():
-            if self.encoder is not None:
-                tail = self._in.flush()  # type: ignore[union-attr]
-                audio = torch.from_numpy(np.ascontiguousarray(tail.T))[None].to(self.model.dtype)
-                self._encoded(self.model.concat_codes([self.encoder.push(audio), self.encoder.flush()]), out)
-            if self.decoder is not None:
-                self._emit_audio(self.decoder.flush(), out, last=True)
+        self._send(self.transcoder.finish(), out)
         return out
 
-    def _encoded(self, codes: Any, out: Outgoing) -> None:
-        if self.direction == "audio->codes":
-            if self.model.num_frames(codes):
-                out.append((self.protocol.codes(codes_to_wire(codes)), None))
-        else:
-            with torch.inference_mode():
-                self._emit_audio(self.decoder.push(codes), out)  # type: ignore[union-attr]
-
-    def _emit_audio(self, audio: Tensor, out: Outgoing, *, last: bool = False) -> None:
-        samples = audio[0].T.to(torch.float32).cpu().numpy()
-        samples = self._out.process(samples, last=last)  # type: ignore[union-attr]
-        samples = _fit_channels(samples, self.hello.channels)
-        if self.direction == "audio->audio":  # never longer than the input, like offline roundtrips
-            samples = samples[: max(0, self.samples_in - self.samples_out)]
-        if not len(samples):
+    def _send(self, result: Any, out: Outgoing) -> None:
+        """Encode what the transcoder returned (codes or client-rate audio) as messages."""
+        if not isinstance(result, np.ndarray):  # codes
+            if self.model.num_frames(result):
+                out.append((self.protocol.codes(codes_to_wire(result)), None))
             return
-        self.samples_out += len(samples)
+        if not len(result):
+            return
         width = 2 if self.hello.format == "pcm16" else 4
         per_message = max(1, (self.limits.max_message_bytes - 5) // (width * self.hello.channels))
-        for start in range(0, len(samples), per_message):
-            piece = samples[start : start + per_message]
+        for start in range(0, len(result), per_message):
+            piece = result[start : start + per_message]
             out.append((self.protocol.audio(piece), piece))

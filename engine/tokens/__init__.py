@@ -3,14 +3,13 @@ playback with time-to-first-audio measured."""
 
 from .bark import BarkDecoder, bark_token_ids
 from .neutts import NeuTTSDecoder, parse_neutts
-from .orpheus import OrpheusDecoder, OrpheusWindowDecoder, orpheus_token_ids
+from .orpheus import OrpheusDecoder, orpheus_token_ids
 from .player import PlaybackMetrics, ReplayedTokens, TokenPlayer
 
 __all__ = [
     "BarkDecoder",
     "NeuTTSDecoder",
     "OrpheusDecoder",
-    "OrpheusWindowDecoder",
     "PlaybackMetrics",
     "ReplayedTokens",
     "TokenPlayer",

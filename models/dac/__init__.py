@@ -9,7 +9,6 @@ from codecstream.registry import ModelSpec
 
 from .checkpoint import read_dac_checkpoint
 from .codec import DacCodec
-from .reference import reference_roundtrip
 from .config import DAC_16KHZ, DAC_24KHZ, DAC_44KHZ, DacConfig
 
 __all__ = ["DacCodec", "DacConfig", "DAC_44KHZ", "DAC_24KHZ", "DAC_16KHZ", "SPECS"]
@@ -27,7 +26,8 @@ def _spec(name: str, config: DacConfig, hub_id: str, summary: str) -> ModelSpec:
 
     return ModelSpec(
         name=name, summary=summary, build=build, default_config=config, read_weights=read,
-        hub_id=hub_id, hub_patterns=("config.json", "model.safetensors"), reference=reference_roundtrip,
+        hub_id=hub_id, hub_patterns=("config.json", "model.safetensors"),
+        reference="codecstream.models.dac.reference:reference_roundtrip",
     )
 
 

@@ -11,7 +11,6 @@ from codecstream.registry import ModelSpec
 from .checkpoint import TRAINING_ONLY_KEYS, read_encodec_checkpoint
 from .codec import EncodecCodec
 from .config import ENCODEC_24KHZ, ENCODEC_32KHZ, ENCODEC_48KHZ, EncodecConfig
-from .reference import reference_roundtrip
 from .segments import EncodecSegmentCodec, SegmentCodes
 
 __all__ = [
@@ -44,7 +43,7 @@ def _spec(name: str, default: EncodecConfig, summary: str) -> ModelSpec:
     return ModelSpec(
         name=name, summary=summary, build=build, default_config=default, read_weights=read,
         hub_id=f"facebook/{name.replace('-', '_')}", hub_patterns=("config.json", "model.safetensors"),
-        ignore_keys=TRAINING_ONLY_KEYS, reference=reference_roundtrip,
+        ignore_keys=TRAINING_ONLY_KEYS, reference="codecstream.models.encodec.reference:reference_roundtrip",
     )
 
 

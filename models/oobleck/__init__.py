@@ -9,7 +9,6 @@ from codecstream.registry import ModelSpec
 from .checkpoint import read_oobleck_checkpoint
 from .codec import OobleckCodec
 from .config import OOBLECK_SAO, OobleckConfig
-from .reference import reference_roundtrip
 
 __all__ = ["OobleckCodec", "OobleckConfig", "OOBLECK_SAO", "SPECS"]
 
@@ -27,6 +26,6 @@ SPECS = [
         name="oobleck", summary="Stable Audio Open VAE, 44.1 kHz stereo, 21.5 Hz x 64-dim latents, exact streaming",
         build=_build, default_config=OOBLECK_SAO, read_weights=_read,
         hub_id="stabilityai/stable-audio-open-1.0", hub_patterns=("vae/config.json", "vae/diffusion_pytorch_model.safetensors"),
-        reference=reference_roundtrip,
+        reference="codecstream.models.oobleck.reference:reference_roundtrip",
     ),
 ]

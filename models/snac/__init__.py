@@ -9,7 +9,6 @@ from codecstream.registry import ModelSpec
 from .checkpoint import read_snac_checkpoint
 from .codec import SnacCodec
 from .config import SNAC_24KHZ, SNAC_32KHZ, SNAC_44KHZ, SnacConfig
-from .reference import reference_roundtrip
 
 __all__ = ["SnacCodec", "SnacConfig", "SNAC_24KHZ", "SNAC_32KHZ", "SNAC_44KHZ", "SPECS"]
 
@@ -28,7 +27,8 @@ def _spec(name: str, config: SnacConfig, hub_id: str, summary: str) -> ModelSpec
 
     return ModelSpec(
         name=name, summary=summary, build=build, default_config=config, read_weights=read,
-        hub_id=hub_id, hub_patterns=("config.json", "pytorch_model.bin"), reference=reference_roundtrip,
+        hub_id=hub_id, hub_patterns=("config.json", "pytorch_model.bin"),
+        reference="codecstream.models.snac.reference:reference_roundtrip",
     )
 
 

@@ -9,7 +9,6 @@ from codecstream.registry import ModelSpec
 from .checkpoint import read_vocos_checkpoint
 from .codec import VocosEncodec, VocosMel
 from .config import VOCOS_ENCODEC_24KHZ, VOCOS_MEL_24KHZ, VocosConfig
-from .reference import reference_encodec, reference_mel
 
 __all__ = ["VocosMel", "VocosEncodec", "VocosConfig", "VOCOS_MEL_24KHZ", "VOCOS_ENCODEC_24KHZ", "SPECS"]
 
@@ -39,7 +38,7 @@ SPECS = [
         read_weights=_read_mel,
         hub_id="charactr/vocos-mel-24khz",
         hub_patterns=("config.yaml", "pytorch_model.bin"),
-        reference=reference_mel,
+        reference="codecstream.models.vocos.reference:reference_mel",
     ),
     ModelSpec(
         name="vocos-encodec-24khz",
@@ -50,6 +49,6 @@ SPECS = [
         hub_id="charactr/vocos-encodec-24khz",
         hub_patterns=("config.yaml", "pytorch_model.bin"),
         ignore_keys=(r"^encodec_quantizer\.layers\.\d+\.(inited|cluster_size|embed_avg)$",),
-        reference=reference_encodec,
+        reference="codecstream.models.vocos.reference:reference_encodec",
     ),
 ]

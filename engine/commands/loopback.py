@@ -13,16 +13,16 @@ import json
 import sys
 import time
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
-from .io.base import AudioSink, AudioSource
-from .io.devices import has_input_device, has_output_device, open_sink, open_source
-from .io.files import ArraySource, WavFileSink, WavFileSource
-from .runtime.pipeline import Pipeline, block_frames_for
+from ..io.base import AudioSink, AudioSource
+from ..io.devices import has_input_device, has_output_device, open_sink, open_source
+from ..io.files import ArraySource, WavFileSink, WavFileSource
+from ..runtime.pipeline import Pipeline, block_frames_for
+from ..signals import bundled_clip
 
-__all__ = ["LoopbackConfig", "run_loopback", "bundled_clip"]
+__all__ = ["LoopbackConfig", "run_loopback"]
 
 DEFAULT_MODEL = "hifigan-universal"
 # Frames per device callback. Left to PortAudio, PulseAudio's ALSA plugin calls back with a few
@@ -45,15 +45,6 @@ class LoopbackConfig:
     save_input: Path | None = None
     metrics_json: Path | None = None
     status: bool = True
-
-
-def bundled_clip() -> tuple[Any, int]:
-    """The packaged speech clip (7.4 s, espeak-ng, 22.05 kHz): ``(float32 [n, 1], rate)``."""
-    import soundfile
-
-    with resources.as_file(resources.files("codecstream") / "data" / "speech.flac") as path:
-        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    return data, int(rate)
 
 
 def _device_or_none(value: str | int | None) -> str | int | None:
@@ -96,7 +87,7 @@ def _open_sink(config: LoopbackConfig, model: Any, block: int, clip_without_devi
 
 def run_loopback(config: LoopbackConfig, *, say: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run until the input ends, ``duration_s`` passes, or Ctrl-C; return the final metrics."""
-    from .registry import load
+    from ..registry import load
 
     say = say or (lambda text: print(text, file=sys.stderr))
     model = load(config.model, config.weights)

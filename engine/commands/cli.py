@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
-from .errors import CodecStreamError
+from ..errors import CodecStreamError
 
 __all__ = ["main", "build_parser"]
 
@@ -193,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load(args: argparse.Namespace, name: str) -> Any:
-    from .registry import load
+    from ..registry import load
 
     dtype = torch.float64 if args.float64 else torch.float32
     return load(name, args.weights, device=args.device, dtype=dtype)
@@ -204,7 +204,7 @@ def _encode_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _read_input(args: argparse.Namespace, model: Any) -> torch.Tensor:
-    from .io.wav import conform_audio, read_audio
+    from ..io.wav import conform_audio, read_audio
 
     audio, rate = read_audio(args.input)
     return conform_audio(
@@ -231,7 +231,7 @@ def _stream_encode(model: Any, audio: torch.Tensor, args: argparse.Namespace, on
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from .registry import get_spec, list_models
+    from ..registry import get_spec, list_models
 
     for name in list_models():
         print(f"{name:24s} {get_spec(name).summary}")
@@ -239,7 +239,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_encode(args: argparse.Namespace) -> int:
-    from .codes_file import CodesFile, write_codes
+    from ..codes_file import CodesFile, write_codes
 
     model = _load(args, args.model)
     audio = _read_input(args, model)
@@ -267,8 +267,8 @@ def _cmd_encode(args: argparse.Namespace) -> int:
 
 
 def _cmd_decode(args: argparse.Namespace) -> int:
-    from .codes_file import read_codes
-    from .io.wav import write_audio
+    from ..codes_file import read_codes
+    from ..io.wav import write_audio
 
     file = read_codes(args.input)
     name = args.model or file.model
@@ -298,7 +298,7 @@ def _cmd_decode(args: argparse.Namespace) -> int:
 
 
 def _cmd_roundtrip(args: argparse.Namespace) -> int:
-    from .io.wav import write_audio
+    from ..io.wav import write_audio
 
     model = _load(args, args.model)
     audio = _read_input(args, model)
@@ -386,7 +386,7 @@ def _cmd_loopback(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from .server.app import ServerConfig, run_server
+    from ..server.app import ServerConfig, run_server
 
     weights = {}
     for item in args.weights:
@@ -407,7 +407,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_client(args: argparse.Namespace) -> int:
-    from .server.live import run_client
+    from ..server.live import run_client
 
     summary = run_client(args)
     print(summary)

@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from .io.speech import speak
-from .tokens import BarkDecoder, OrpheusDecoder, ReplayedTokens, TokenPlayer, bark_token_ids, orpheus_token_ids
+from ..io.speech import speak
+from ..tokens import BarkDecoder, OrpheusDecoder, ReplayedTokens, TokenPlayer, bark_token_ids, orpheus_token_ids
 
 __all__ = ["TTSPlayConfig", "run_tts_play", "LAYOUTS", "realtime_token_rate"]
 
@@ -69,15 +69,15 @@ def make_decoder(config: TTSPlayConfig, model: Any) -> Any:
         adapter = BarkDecoder(model, layout="fine" if config.layout == "bark" else "coarse")
     if config.server is None:
         return adapter
-    from .tokens.remote import RemoteTokenDecoder
+    from ..tokens.remote import RemoteTokenDecoder
 
     return RemoteTokenDecoder(config.server, adapter)
 
 
 def run_tts_play(config: TTSPlayConfig, *, say: Any = None) -> dict[str, Any]:
-    from .io.devices import has_output_device, open_sink
-    from .io.files import NullSink, WavFileSink
-    from .registry import load
+    from ..io.devices import has_output_device, open_sink
+    from ..io.files import NullSink, WavFileSink
+    from ..registry import load
 
     say = say or (lambda text: print(text, file=sys.stderr))
     if config.layout not in LAYOUTS:

@@ -19,8 +19,8 @@ from typing import Any, Sequence
 
 import torch
 
-from .io.speech import speak
-from .registry import load
+from ..io.speech import speak
+from ..registry import load
 
 __all__ = ["latency_quality", "LatencyQualityRow", "write_plot", "DEFAULT_TEXT"]
 
@@ -53,7 +53,7 @@ def _run(stream: Any, model: Any, codes: Any) -> tuple[torch.Tensor, float]:
 
 def _log_mel(audio: torch.Tensor, sample_rate: int) -> torch.Tensor:
     """80-bin log-mel (n_fft 1024 at 22.05/24 kHz, scaled with the rate) of ``[B, C, T]``, ``[B·C, 80, F]``."""
-    from .streaming.spectral import mel_filterbank
+    from ..streaming.spectral import mel_filterbank
 
     n_fft = 1 << round(math.log2(1024 * sample_rate / 24_000))
     window = torch.hann_window(n_fft, dtype=torch.float64)

@@ -8,6 +8,7 @@ installed, its offline encode+decode. Machines are noisy, so read the ratios, no
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import platform
@@ -19,25 +20,11 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from .latency import chain_startup_latency
-from .registry import get_spec, load
+from ..latency import chain_startup_latency
+from ..registry import Reference, get_spec, load
+from ..signals import speech_like
 
-__all__ = ["run_benchmark", "BenchResult", "test_signal"]
-
-
-def test_signal(seconds: float, sample_rate: int, channels: int, *, seed: int = 0) -> torch.Tensor:
-    """A deterministic speech-like test signal ``[1, channels, T]``: gliding harmonics in
-    syllable-rate bursts plus a little noise, peak about 0.5."""
-    generator = torch.Generator().manual_seed(seed)
-    n = int(round(seconds * sample_rate))
-    t = torch.arange(n, dtype=torch.float64) / sample_rate
-    pitch = 140 + 30 * torch.sin(2 * math.pi * 0.7 * t)
-    phase = 2 * math.pi * torch.cumsum(pitch, 0) / sample_rate
-    voice = sum(torch.sin(k * phase) / k for k in range(1, 12))
-    envelope = 0.5 * (1 + torch.sin(2 * math.pi * 3.1 * t)).clamp(min=0) ** 2
-    noise = 0.02 * torch.randn(n, generator=generator, dtype=torch.float64)
-    mono = 0.3 * envelope * voice / 2.5 + noise
-    return mono.to(torch.float32).expand(1, channels, n).contiguous()
+__all__ = ["run_benchmark", "BenchResult"]
 
 
 @dataclass
@@ -160,7 +147,7 @@ def run_benchmark(
 ) -> BenchResult:
     model = load(name, weights, device=device, dtype=dtype)
     options = {} if bandwidth is None else {"bandwidth": bandwidth}
-    audio = test_signal(seconds, model.encoder_sample_rate, model.channels).to(device=device, dtype=dtype)
+    audio = speech_like(seconds, model.encoder_sample_rate, model.channels).to(device=device, dtype=dtype)
 
     with torch.inference_mode():
         encode_s, codes = _median_time(lambda: model.encode(audio, **options), repeats)
@@ -198,12 +185,12 @@ def run_benchmark(
     if reference:
         result.reference = _reference_figures(name, model, audio, codes, options, decoded, repeats, result)
     if _speaks_orpheus(model):
-        from .tokens.orpheus import compare_with_window_baseline
+        from .orpheus_baseline import compare_with_window_baseline
 
         window_decode, package = None, "codecstream (offline, noise off)"
         if reference:  # Orpheus decodes its windows with the snac package: time that when installed
             try:
-                from codecstream.models.snac.reference import quiet_reference_decoder
+                from ..models.snac.reference import quiet_reference_decoder
 
                 window_decode, package = quiet_reference_decoder(model), "snac (SNAC.decode, noise off)"
             except ImportError:
@@ -303,6 +290,16 @@ def _stream_decode(model: Any, codes: Any, ms: float, offline_s: float, offline:
     return _figures(ms, per_chunk, time.perf_counter() - began, seconds, offline_s, _error(out, offline), _mode(decoder))
 
 
+def resolve_reference(reference: str | Callable[..., Reference]) -> Callable[..., Reference]:
+    """A :class:`~codecstream.ModelSpec`'s ``reference``: the function itself, or the one a
+    ``"module:function"`` string names, imported now (reference modules import and may patch
+    upstream packages, so nothing but the benchmark imports them)."""
+    if callable(reference):
+        return reference
+    module, _, function = reference.partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
 def _reference_figures(
     name: str, model: Any, audio: torch.Tensor, codes: Any, options: dict[str, Any], decoded: torch.Tensor,
     repeats: int, result: "BenchResult",
@@ -311,7 +308,7 @@ def _reference_figures(
     if spec.reference is None:
         return {"skipped": f"no reference implementation is wired for {name}"}
     try:
-        reference = spec.reference(model, audio, codes, options)
+        reference = resolve_reference(spec.reference)(model, audio, codes, options)
     except ImportError as exc:
         return {"skipped": f"reference package not installed ({exc})"}
     with torch.inference_mode():
