@@ -7,7 +7,7 @@ import torch
 from helpers import CHUNKINGS, chunk_sizes, depends_on, max_rel_error, stream_all
 
 import codecstream as cs
-from codecstream.models.dac import DAC_24KHZ, DAC_44KHZ, DacCodec, DacConfig
+from codecstream.models.dac import DAC_44KHZ, DacCodec, DacConfig
 from codecstream.models.dac.checkpoint import read_dac_checkpoint
 from codecstream.weights import fold_weight_norm, load_state
 

@@ -3,7 +3,6 @@ streaming, resynthesis quality on real (synthetic) speech, latency."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F

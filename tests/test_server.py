@@ -130,10 +130,10 @@ def test_load_16_clients_20s_each(served):
     started = time.monotonic()
     results = asyncio.run(all_clients())
     wall = time.monotonic() - started
-    for signal, result in zip(signals, results):
+    for sent, result in zip(signals, results):
         features = np.concatenate([message[0] for message in result.codes], axis=1)
         with torch.inference_mode():
-            expected = model.encode(torch.from_numpy(signal)[None, None])[0].numpy()
+            expected = model.encode(torch.from_numpy(sent)[None, None])[0].numpy()
         assert features.shape == expected.shape
         assert np.abs(features - expected).max() <= 1e-4
     after = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{served}/metrics").read())

@@ -3,7 +3,6 @@ arrive equal the offline decode; time to first audio is the algorithmic minimum 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import subprocess
 import sys
@@ -116,13 +115,13 @@ def test_neutts_layout():
 @pytest.mark.parametrize("layout", ["orpheus", "bark"])
 def test_time_to_first_audio_is_the_algorithmic_minimum_plus_compute(snac, encodec, layout):
     if layout == "orpheus":
-        model, decoder = snac, OrpheusDecoder(snac, noise=False)
+        decoder = OrpheusDecoder(snac, noise=False)
         tokens = orpheus_token_ids([torch.randint(0, 4096, (1, n)) for n in (6, 12, 24)])
         # The decoder needs latent frames 0..F-1 for its first sample (startup latency + one frame).
         minimum = tokens_for_latent_frames(decoder.stream.startup_latency // 512 + 1)
         rate = 82.0  # real time
     else:
-        model, decoder = encodec, BarkDecoder(encodec)
+        decoder = BarkDecoder(encodec)
         tokens = bark_token_ids(torch.randint(0, 1024, (1, 8, 30)))
         minimum = 8 * (decoder.stream.startup_latency // 320 + 1)
         rate = 600.0
