@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
+import threading
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
@@ -87,3 +90,24 @@ def depends_on(network: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
         y = network(x)
         (grad,) = torch.autograd.grad(y[..., out_index].sum(), x, allow_unused=True)
     return grad is not None and bool(grad[..., inputs].abs().max() > 0)
+
+
+@contextlib.contextmanager
+def running_server(config: Any) -> Iterator[Any]:
+    """A real ``codecstream.server`` on its own event-loop thread, with its compute worker on
+    another, for as long as the ``with`` block runs."""
+    from codecstream.server.app import ComputeWorker, Server
+
+    worker, stop = ComputeWorker(), threading.Event()
+    server = Server(config, worker)
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    threading.Thread(target=worker.run_forever, args=(stop,), daemon=True).start()
+    if not server.ready.wait(120):
+        raise RuntimeError("the server did not start within 120 s")
+    try:
+        yield server
+    finally:
+        server.stop()
+        stop.set()
+        thread.join(timeout=10)

@@ -19,6 +19,7 @@ import pytest
 import torch
 
 import codecstream as cs
+from helpers import running_server
 from codecstream.server.app import ComputeWorker, Server, ServerConfig
 from codecstream.server.client import ServerError, stream_audio
 from codecstream.server.protocol import Hello, Protocol
@@ -33,18 +34,8 @@ def server():
         port=0, default_model="vocos-mel-24khz", models=tuple(WEIGHTS), weights=WEIGHTS, max_sessions=24, max_message_bytes=256 * 1024,
         idle_timeout_s=5.0, send_timeout_s=2.0, token=None,
     )
-    worker, stop = ComputeWorker(), threading.Event()
-    instance = Server(config, worker)
-    loop_thread = threading.Thread(target=lambda: asyncio.run(instance.serve()), daemon=True)
-    loop_thread.start()
-    threading.Thread(target=worker.run_forever, args=(stop,), daemon=True).start()
-    assert instance.ready.wait(30)
-    for name in WEIGHTS:  # load the models before timing anything
-        instance.model(name)
-    yield instance
-    instance.stop()
-    stop.set()
-    loop_thread.join(timeout=10)
+    with running_server(config) as instance:  # the served models are loaded before it listens
+        yield instance
 
 
 def url(server):

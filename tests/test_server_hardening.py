@@ -22,8 +22,9 @@ import pytest
 import torch
 
 import codecstream as cs
+from helpers import running_server
 from codecstream.latency import decoder_latency
-from codecstream.server.app import ComputeWorker, Server, ServerConfig, _Inbox
+from codecstream.server.app import ComputeWorker, ServerConfig, _Inbox
 from codecstream.server.client import stream_audio
 from codecstream.server.protocol import ERROR_CODES, Hello, Protocol
 
@@ -32,26 +33,10 @@ pytest.importorskip("websockets")
 WEIGHTS = {name: "random" for name in ("encodec-24khz", "snac-24khz", "vocos-mel-24khz")}
 
 
-@contextlib.contextmanager
-def running(config: ServerConfig):
-    worker, stop = ComputeWorker(), threading.Event()
-    server = Server(config, worker)
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    threading.Thread(target=worker.run_forever, args=(stop,), daemon=True).start()
-    assert server.ready.wait(120)
-    try:
-        yield server
-    finally:
-        server.stop()
-        stop.set()
-        thread.join(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def server():
     config = ServerConfig(port=0, default_model="encodec-24khz", models=tuple(WEIGHTS), weights=WEIGHTS, hello_timeout_s=2.0, send_timeout_s=1.5)
-    with running(config) as instance:
+    with running_server(config) as instance:
         yield instance
 
 
@@ -287,7 +272,7 @@ def test_token_guards_every_endpoint_and_unsafe_settings_are_refused():
         assert result.returncode == 2 and "ConfigError" in result.stderr
 
     config = ServerConfig(port=0, default_model="vocos-mel-24khz", weights=WEIGHTS, token="s3cret")
-    with running(config) as instance:
+    with running_server(config) as instance:
         base = f"http://127.0.0.1:{instance.port}"
         codes = {}
         for path in ("/models", "/metrics"):
@@ -302,7 +287,7 @@ def test_token_guards_every_endpoint_and_unsafe_settings_are_refused():
 # -- 5. --max-sessions was a race -------------------------------------------------------------
 def test_session_limit_holds_under_concurrent_hellos():
     config = ServerConfig(port=0, default_model="vocos-mel-24khz", weights=WEIGHTS, max_sessions=2)
-    with running(config) as instance:
+    with running_server(config) as instance:
         async def one():
             from websockets.asyncio.client import connect
 
@@ -408,7 +393,7 @@ def codec_server(tmp_path_factory):
     names = ("encodec-24khz", "encodec-32khz", "vocos-encodec-24khz", "snac-24khz", "dac-16khz", "mimi", "neucodec")
     weights = {name: "random" for name in names} | {"neucodec": str(directory)}
     config = ServerConfig(port=0, default_model="encodec-24khz", models=names, weights=weights)
-    with running(config) as instance:
+    with running_server(config) as instance:
         yield instance
 
 
@@ -483,7 +468,7 @@ def test_bark_tokens_decode_through_the_server(codec_server):
 
 def test_segment_codes_are_refused_with_a_way_out():
     config = ServerConfig(port=0, default_model="encodec-48khz", weights={"encodec-48khz": "random"})
-    with running(config) as instance:
+    with running_server(config) as instance:
         answer = asyncio.run(asyncio.wait_for(first_answer(instance, Protocol().hello(Hello(model="encodec-48khz", direction="codes->audio", sample_rate=48000, channels=2))), 60))
     assert answer[0] == "bad_hello" and "audio->audio" in answer[1]
 
@@ -525,7 +510,7 @@ def test_malformed_hellos_get_stable_codes_never_internal(server):
 
 def test_connections_without_a_hello_are_limited_and_timed_out():
     config = ServerConfig(port=0, default_model="vocos-mel-24khz", weights=WEIGHTS, max_pending_connections=3, hello_timeout_s=1.5)
-    with running(config) as instance:
+    with running_server(config) as instance:
         async def scenario():
             from websockets.asyncio.client import connect
 
@@ -570,7 +555,7 @@ def test_queued_bytes_per_session_are_capped():
 
 def test_recordings_are_private_and_bounded(tmp_path):
     config = ServerConfig(port=0, default_model="encodec-24khz", weights=WEIGHTS, record_dir=tmp_path / "rec", record_max_bytes=48_000)
-    with running(config) as instance:
+    with running_server(config) as instance:
         signal = np.random.default_rng(0).uniform(-0.5, 0.5, 24000).astype(np.float32)
         asyncio.run(asyncio.wait_for(stream_audio(ws_url(instance), signal, 24000, audio_format="f32", chunk_ms=100), 60))
         time.sleep(0.5)  # the recorder thread closes its files after the session
