@@ -16,30 +16,110 @@ concurrent streams. The contract, for input and output laid out ``[batch, channe
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+import dataclasses
+from typing import Any, Callable, Generic, Iterable, Sequence, TypeVar
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["StreamContext", "StreamingModule", "cat_time"]
+from ..errors import StreamStateError
+
+__all__ = ["RowInts", "StreamContext", "StreamState", "StreamingModule", "cat_time", "row_ints", "uniform"]
 
 StateT = TypeVar("StateT")
+S = TypeVar("S", bound="StreamState")
+
+#: Per-row counters (positions, samples seen, frames released): int64 ``[B]`` on the host, so
+#: control flow never waits on a device.
+RowInts = np.ndarray
+
+
+def row_ints(batch_size: int, value: int = 0) -> RowInts:
+    """A fresh per-row counter: ``[batch_size]`` int64 filled with ``value``."""
+    return np.full(batch_size, value, dtype=np.int64)
+
+
+def uniform(values: RowInts, what: str) -> int:
+    """The one value every row holds; rows that disagree cannot be computed in one call."""
+    first = int(values[0])
+    if len(values) > 1 and not bool((values == first).all()):
+        raise StreamStateError(f"rows of this batch are at different {what} ({values.tolist()}); compute them apart")
+    return first
+
+
+class StreamState:
+    """Base of the layers' typed states: a dataclass whose every field is per row of the batch.
+
+    Allowed fields: tensors whose dim 0 is the batch row, :data:`RowInts`, lists or tuples of
+    those, nested :class:`StreamState`, and ``None``. That is what lets a context select rows and
+    merge with others (:meth:`StreamContext.select`, :meth:`StreamContext.merge`).
+    """
+
+    def select(self: S, rows: np.ndarray) -> S:
+        """The state of ``rows`` (an int64 index array) only."""
+        return dataclasses.replace(self, **{f.name: _select(getattr(self, f.name), rows) for f in dataclasses.fields(self)})  # type: ignore[arg-type]
+
+    @classmethod
+    def merge(cls: type[S], states: Sequence[S]) -> S:
+        """The states of several batches stacked along rows, in order."""
+        first = states[0]
+        return dataclasses.replace(first, **{f.name: _merge([getattr(s, f.name) for s in states], f.name) for f in dataclasses.fields(first)})  # type: ignore[arg-type]
+
+
+def _select(value: Any, rows: np.ndarray) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, Tensor):
+        return value[torch.as_tensor(rows, device=value.device)]
+    if isinstance(value, np.ndarray):
+        return value[rows]
+    if isinstance(value, StreamState):
+        return value.select(rows)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_select(v, rows) for v in value)
+    raise StreamStateError(f"cannot select rows of a {type(value).__name__} state field")
+
+
+def _merge(values: list[Any], name: str) -> Any:
+    first = values[0]
+    if first is None:
+        if any(v is not None for v in values):
+            raise StreamStateError(f"cannot merge streams: {name!r} is set in some and not in others")
+        return None
+    if isinstance(first, Tensor):
+        shapes = {tuple(v.shape[1:]) for v in values}
+        if len(shapes) > 1:
+            raise StreamStateError(f"cannot merge streams: {name!r} has shapes {sorted(shapes)} beyond the batch")
+        return torch.cat(values, dim=0)
+    if isinstance(first, np.ndarray):
+        return np.concatenate(values)
+    if isinstance(first, StreamState):
+        return type(first).merge(values)
+    if isinstance(first, (list, tuple)):
+        if len({len(v) for v in values}) > 1:
+            raise StreamStateError(f"cannot merge streams: {name!r} has different lengths")
+        return type(first)(_merge([v[i] for v in values], f"{name}[{i}]") for i in range(len(first)))
+    raise StreamStateError(f"cannot merge a {type(first).__name__} state field ({name!r})")
 
 
 class StreamContext:
-    """The state of one stream (of ``batch_size`` parallel signals) through a model.
+    """The state of one stream (of ``batch_size`` parallel signals, its rows) through a model.
 
-    It maps each stateful layer to that layer's typed state object. Layers create their
-    state on the first input they see; :meth:`reset` forgets everything, so the context can
-    start a new stream.
+    It maps each stateful layer to that layer's typed :class:`StreamState` and holds the
+    stream's parsed ``options`` (what the model's parts read per stream). Layers create their
+    state on the first input they see (:meth:`StreamingModule.state`); :meth:`reset` forgets
+    everything. Rows can be selected, dropped and merged with other contexts' rows at any time,
+    so streams can share a batch and leave it again.
     """
 
-    __slots__ = ("batch_size", "_states")
+    __slots__ = ("batch_size", "options", "_states")
 
-    def __init__(self, batch_size: int = 1) -> None:
+    def __init__(self, batch_size: int = 1, options: Any = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size = batch_size
+        self.options = options
         self._states: dict[nn.Module, Any] = {}
 
     def get(self, module: nn.Module) -> Any | None:
@@ -49,12 +129,57 @@ class StreamContext:
     def set(self, module: nn.Module, state: Any) -> None:
         self._states[module] = state
 
+    def state(self, module: nn.Module, create: Callable[[], StateT]) -> StateT:
+        """``module``'s state, made by ``create()`` on the first call."""
+        state = self._states.get(module)
+        if state is None:
+            state = self._states[module] = create()
+        return state  # type: ignore[no-any-return]
+
     def reset(self) -> None:
         """Forget every layer's state: the next input starts a new stream."""
         self._states.clear()
 
     def __len__(self) -> int:
         return len(self._states)
+
+    # -- rows ---------------------------------------------------------------------------
+    def select(self, rows: Iterable[int]) -> "StreamContext":
+        """A new context holding only ``rows`` (in that order), with copies of their state."""
+        index = np.asarray(list(rows), dtype=np.int64)
+        if index.size == 0 or index.min() < 0 or index.max() >= self.batch_size:
+            raise StreamStateError(f"rows must be 0 .. {self.batch_size - 1}, got {index.tolist()}")
+        out = StreamContext(int(index.size), self.options)
+        out._states = {module: _select(state, index) for module, state in self._states.items()}
+        return out
+
+    def drop(self, rows: Iterable[int]) -> "StreamContext":
+        """A new context without ``rows``."""
+        gone = set(rows)
+        return self.select(i for i in range(self.batch_size) if i not in gone)
+
+    def split(self) -> list["StreamContext"]:
+        """One context per row."""
+        return [self.select([row]) for row in range(self.batch_size)]
+
+    @staticmethod
+    def merge(contexts: Sequence["StreamContext"]) -> "StreamContext":
+        """One context whose rows are every given context's rows, in order.
+
+        The streams must be at the same point of their structure (the same layers started,
+        buffers of the same shape beyond the batch) and have equal options; otherwise
+        :class:`~codecstream.errors.StreamStateError`."""
+        if not contexts:
+            raise StreamStateError("nothing to merge")
+        first = contexts[0]
+        for other in contexts[1:]:
+            if other.options != first.options:
+                raise StreamStateError("cannot merge streams with different options")
+            if other._states.keys() != first._states.keys():
+                raise StreamStateError("cannot merge streams at different points (some layers have not started in all)")
+        out = StreamContext(sum(c.batch_size for c in contexts), first.options)
+        out._states = {module: _merge([c._states[module] for c in contexts], type(module).__name__) for module in first._states}
+        return out
 
 
 def cat_time(first: Tensor | None, second: Tensor | None) -> Tensor | None:
@@ -92,6 +217,16 @@ class StreamingModule(nn.Module, Generic[StateT]):
         """Output frames returned by ``step`` in total after ``n_in`` input frames."""
         return n_in
 
-    # -- helpers ------------------------------------------------------------------------
+    # -- state --------------------------------------------------------------------------
+    def init_state(self, batch_size: int, like: Tensor) -> StateT:
+        """This layer's state for a new stream of ``batch_size`` rows (``like``: the first
+        input, for dtype and device). Stateful layers override it."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no state")
+
+    def state(self, ctx: StreamContext, like: Tensor) -> StateT:
+        """This layer's state in ``ctx``, created by :meth:`init_state` on the first input."""
+        return ctx.state(self, lambda: self.init_state(ctx.batch_size, like))
+
     def _state(self, ctx: StreamContext) -> StateT | None:
+        """This layer's state in ``ctx``, or ``None`` before its first input."""
         return ctx.get(self)
