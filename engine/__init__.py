@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from .errors import *  # noqa: F401,F403 - the documented exception hierarchy
 from .errors import __all__ as _error_names
-from .latents import LATENT_MODELS, LatentAutoencoder, get_voco
-from .plugin import Codec, CodeLevel, TokenSpec
-from .registry import ENTRY_POINT_GROUP, ModelSpec, get_spec, list_models, load
+from .contract import CodeFormat, CodeLevel, FeatureCodes, IndexCodes, ModelSpec, TokenSpec
+from .latents import LatentAutoencoder, LatentCodec
+from .plugin import Codec
+from .registry import ENTRY_POINT_GROUP, get_spec, list_models, load
+from .voco import LATENT_MODELS, get_voco
 from .streaming import StreamContext
 from .streams import DecoderStream, EncoderStream
 
@@ -22,12 +24,16 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Codec",
+    "CodeFormat",
     "CodeLevel",
     "DecoderStream",
     "ENTRY_POINT_GROUP",
     "EncoderStream",
+    "FeatureCodes",
+    "IndexCodes",
     "LATENT_MODELS",
     "LatentAutoencoder",
+    "LatentCodec",
     "ModelSpec",
     "StreamContext",
     "TokenSpec",

@@ -13,69 +13,70 @@ latents out, and the lengths of both::
         play(stream.flush())
 
 A :class:`LatentAutoencoder` wraps a :class:`~codecstream.plugin.Codec` whose "codes" are
-continuous ``[B, D, L]`` latents (the model's ``latents()`` builds it), so offline and streamed
-results come from the engine's one code path.
+continuous ``[B, D, L]`` latents (the model's ``latents()`` builds it, usually a
+:class:`LatentCodec` of its own parts), so offline and streamed results come from the engine's
+one code path. :func:`codecstream.get_voco` (in :mod:`codecstream.voco`) loads one by name.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .errors import ChannelError, ShapeError, UnknownModelError
+from .contract import FeatureCodes, Length, Quantizer, clamp_length
+from .errors import ChannelError, ShapeError
 from .plugin import Codec
+from .streaming import StreamingModule
 from .streams import DecoderStream, EncoderStream
-from .validation import check_feature_tensor
 
-__all__ = ["ContinuousCodes", "LatentAutoencoder", "LatentEncoderStream", "LatentDecoderStream", "LATENT_MODELS", "get_voco"]
-
-Length = TypeVar("Length", int, Tensor)
-
-#: ``get_voco`` names and the registered model each one loads.
-LATENT_MODELS: dict[str, str] = {
-    "mel": "vocos-mel-24khz",
-    "encodec": "vocos-encodec-24khz",
-    "dac": "dac-44khz",
-    "dac-44khz": "dac-44khz",
-    "dac-24khz": "dac-24khz",
-    "dac-16khz": "dac-16khz",
-    "oobleck": "oobleck",
-}
-
-_NOT_ESTABLISHED = {
-    "dacvae": (
-        "dacvae is not supported: no published description of its layers and checkpoint layout could "
-        "be checked here, and a guessed architecture would load its weights into the wrong network"
-    ),
-}
+__all__ = ["LatentAutoencoder", "LatentCodec", "LatentEncoderStream", "LatentDecoderStream", "clamp_length"]
 
 
-class ContinuousCodes:
-    """Codec mix-in for codes that are continuous latents ``[B, latent_dim, frames]``."""
+class LatentCodec(Codec):
+    """A model's continuous latent space as a codec of its own, made of that model's parts:
+    its encoder (by default), an optional ``quantizer`` whose codes are continuous latents
+    (Vocos-EnCodec's summed code embeddings), and its decoder (by default). Codes are
+    ``[B, latent_dim, frames]`` floats; the weights are the model's, shared.
+    """
 
-    latent_dim: int
-    name: str
-    dtype: torch.dtype
-    device: torch.device
+    def __init__(
+        self,
+        model: Codec,
+        *,
+        latent_dim: int,
+        encoder: StreamingModule | None = None,
+        quantizer: Quantizer | None = None,
+        decoder: StreamingModule | None = None,
+    ) -> None:
+        super().__init__()
+        object.__setattr__(self, "source", model)  # not a submodule: its parameters are not this one's
+        self.name = f"{model.name}-latents"
+        self.sample_rate = model.sample_rate
+        self.channels = model.channels
+        self.hop_length = model.hop_length
+        self.latent_dim = latent_dim
+        self.code_format = FeatureCodes(latent_dim, "latents")
+        self.encoder_kind = model.encoder_kind
+        self.missing_encoder = model.missing_encoder
+        if self.encoder_kind != "none":
+            self.encoder = encoder if encoder is not None else model.encoder_path
+        if quantizer is not None:
+            self.quantizer = quantizer
+        self.decoder = decoder if decoder is not None else model.decoder_path
 
-    def empty_codes(self, batch_size: int, options: Any) -> Tensor:
-        return torch.zeros(batch_size, self.latent_dim, 0, dtype=self.dtype, device=self.device)
+    @property
+    def device(self) -> torch.device:
+        return self.source.device  # type: ignore[no-any-return]
 
-    def check_codes(self, latents: Any, batch_size: int | None = None) -> Tensor:
-        return check_feature_tensor(
-            latents, channels=self.latent_dim, model=self.name, dtype=self.dtype, device=self.device,
-            batch_size=batch_size, what="latents",
-        )
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.source.dtype  # type: ignore[no-any-return]
 
-
-def clamp_length(length: Length) -> Length:
-    """``max(0, length)`` for an int or an integer tensor."""
-    if isinstance(length, Tensor):
-        return length.clamp(min=0)
-    return max(0, length)
+    def end_padding(self, samples: int, options: Any) -> int:
+        return self.source.end_padding(samples, options)  # type: ignore[no-any-return]
 
 
 class LatentAutoencoder(nn.Module):
@@ -231,36 +232,3 @@ class LatentDecoderStream(_TimeMajor):
 
     def flush(self) -> Tensor:
         return self.stream.flush().transpose(1, 2)
-
-
-def get_voco(
-    name: str,
-    weights: str | None = None,
-    *,
-    device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
-    **options: Any,
-) -> LatentAutoencoder:
-    """The continuous latent space of model ``name`` (:data:`LATENT_MODELS`).
-
-    - ``mel``: Vocos 24 kHz, 100-band log-mel at 93.75 Hz (``D = 100``).
-    - ``encodec``: EnCodec 24 kHz at ``bandwidth`` kbps (default 6: 8 code-books), its codes
-      embedded and summed as Vocos reads them (``D = 128``, 75 Hz), decoded by Vocos.
-    - ``dac`` (``dac-44khz``; also ``dac-24khz``, ``dac-16khz``): the encoder's output before
-      quantisation (``D = 1024``), decoded by the DAC decoder.
-    - ``oobleck``: Stable Audio Open's VAE, the posterior mean (``D = 64``, stereo, 21.5 Hz).
-
-    ``weights``, ``device``, ``dtype`` as :func:`codecstream.load`; ``options`` go to the
-    model's ``latents()`` (``bandwidth`` for ``encodec``). Audio is padded with zeros to a whole
-    hop at the end, so ``decode(encode(x))`` covers all of ``x``.
-    """
-    from .registry import load
-
-    if name in _NOT_ESTABLISHED:
-        raise UnknownModelError(_NOT_ESTABLISHED[name])
-    if name not in LATENT_MODELS:
-        raise UnknownModelError(f"no latent model {name!r}; choose from {', '.join(LATENT_MODELS)}")
-    model = load(LATENT_MODELS[name], weights, device=device, dtype=dtype)
-    voco = model.latents(**options)
-    voco.name = name
-    return voco

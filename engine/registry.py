@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import importlib.metadata
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import torch
 
+from .contract import ModelSpec, Reference
 from .errors import OptionError, UnknownModelError
 from .plugin import Codec
 from .weights import fold_weight_norm, load_state, resolve_weights
@@ -25,57 +25,6 @@ from .weights import fold_weight_norm, load_state, resolve_weights
 __all__ = ["ModelSpec", "Reference", "list_models", "get_spec", "load", "ENTRY_POINT_GROUP"]
 
 ENTRY_POINT_GROUP = "codecstream.models"
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """How to build one named model and read its published checkpoints.
-
-    Attributes:
-        name: the registered name (``"encodec-24khz"``).
-        summary: one line for ``list_models`` and ``--help``.
-        build: ``config -> Codec`` with freshly initialised parameters.
-        default_config: the published architecture's config.
-        read_weights: ``path -> (config, state_dict)`` for a checkpoint file or directory in the
-            official layout; the state dict uses the model's own key names (weight norm may
-            still be unfolded: ``load`` folds it).
-        hub_id: default Hugging Face repository for ``weights=None``.
-        hub_patterns: files to fetch from the hub (glob patterns).
-        ignore_keys: regexes of checkpoint keys that are training-only and may be dropped.
-        locate_default: where the published weights are when they come with an installed
-            package rather than from the hub (``weights=None`` uses it first).
-        reference: for benchmarks, where to find ``(model, audio, codes, options) -> Reference``
-            (the upstream package's offline model with the same weights; raises ImportError when
-            that package is not installed): a ``"module:function"`` string, imported only by
-            ``codecstream bench`` (so listing and loading models never imports the upstream
-            package nor patches it), or the function itself.
-    """
-
-    name: str
-    summary: str
-    build: Callable[[Any], Codec]
-    default_config: Any
-    read_weights: Callable[[Path], tuple[Any, dict[str, torch.Tensor]]]
-    hub_id: str | None = None
-    hub_patterns: tuple[str, ...] = ()
-    ignore_keys: tuple[str, ...] = field(default=())
-    locate_default: Callable[[], Path] | None = None
-    reference: str | Callable[[Codec, torch.Tensor, Any, dict[str, Any]], "Reference"] | None = None
-
-
-@dataclass(frozen=True)
-class Reference:
-    """An upstream implementation holding a model's weights, for benchmarks.
-
-    Attributes:
-        package: the upstream package's name.
-        roundtrip: its offline encode + decode of the benchmark audio.
-        decode: its offline decode of the benchmark codes (or features).
-    """
-
-    package: str
-    roundtrip: Callable[[], torch.Tensor]
-    decode: Callable[[], torch.Tensor]
 
 
 def _builtin_specs() -> list[ModelSpec]:
@@ -148,6 +97,7 @@ def load(
         The model in eval mode, gradients off.
     """
     spec = get_spec(name)
+    model: Codec
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise OptionError(f"dtype must be a floating torch dtype, got {dtype!r}")
     if weights == "random":

@@ -33,12 +33,13 @@ __all__ = ["EncoderStream", "DecoderStream"]
 
 
 class _Stream:
-    def __init__(self, model: "Codec", batch_size: int) -> None:
+    def __init__(self, model: "Codec", batch_size: int, options: Any = None) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise StreamStateError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.model = model
         self.batch_size = batch_size
-        self._ctx = StreamContext(batch_size)
+        self.options = options
+        self._ctx = StreamContext(batch_size, options)
         self._flushed = False
         self._closed = False
         self._timing_cache: tuple[int, int] | None = None
@@ -114,9 +115,8 @@ class EncoderStream(_Stream):
     def __init__(
         self, model: "Codec", batch_size: int = 1, *, sample_rate: int | None = None, options: Any = None
     ) -> None:
-        super().__init__(model, batch_size)
+        super().__init__(model, batch_size, options)
         check_sample_rate(sample_rate, model.encoder_sample_rate)
-        self.options = options
         self._pending: Tensor | None = None
         self.samples_in = 0  # samples pushed so far
         self.frames_out = 0  # frames returned so far
@@ -139,7 +139,7 @@ class EncoderStream(_Stream):
         if usable == 0:
             return self.model.empty_codes(self.batch_size, self.options)
         with torch.inference_mode():
-            codes = self.model.encoder_step(audio[..., :usable], self._ctx, self.options)
+            codes = self.model.encoder_step(audio[..., :usable], self._ctx)
         self.frames_out += self.model.num_frames(codes)
         return codes
 
@@ -147,12 +147,16 @@ class EncoderStream(_Stream):
         """End the stream: encode what is left, padded as the offline model pads its end."""
         self._check_open("flush")
         self._flushed = True
+        padding = self.model.end_padding(self.samples_in, self.options) if self.samples_in else 0
+        if padding:
+            zeros = torch.zeros(self.batch_size, self.model.channels, padding, dtype=self.model.dtype, device=self.model.device)
+            self._pending = zeros if self._pending is None else torch.cat([self._pending, zeros], dim=-1)
         with torch.inference_mode():
             parts = []
             if self._pending is not None:
-                parts.append(self.model.encoder_step(self._pending, self._ctx, self.options))
+                parts.append(self.model.encoder_step(self._pending, self._ctx))
                 self._pending = None
-            parts.append(self.model.encoder_flush(self._ctx, self.options))
+            parts.append(self.model.encoder_flush(self._ctx))
         parts = [p for p in parts if p is not None]
         if not parts:
             return self.model.empty_codes(self.batch_size, self.options)
@@ -169,8 +173,7 @@ class DecoderStream(_Stream):
     """Codes in (any number of frames per push), audio ``[B, channels, n]`` out as soon as final."""
 
     def __init__(self, model: "Codec", batch_size: int = 1, *, options: Any = None) -> None:
-        super().__init__(model, batch_size)
-        self.options = options
+        super().__init__(model, batch_size, options)
         self._layout: Hashable | None = None
         self._layout_set = False
         self.samples_out = 0  # samples returned so far
@@ -193,7 +196,7 @@ class DecoderStream(_Stream):
                 "open a new stream (or reset()) to change it"
             )
         with torch.inference_mode():
-            audio = self.model.decoder_step(codes, self._ctx, self.options)
+            audio = self.model.decoder_step(codes, self._ctx)
         self.samples_out += audio.shape[-1]
         return audio
 
@@ -202,7 +205,7 @@ class DecoderStream(_Stream):
         self._check_open("flush")
         self._flushed = True
         with torch.inference_mode():
-            audio = self.model.decoder_flush(self._ctx, self.options)
+            audio = self.model.decoder_flush(self._ctx)
         if audio is None:
             return self.model.empty_audio(self.batch_size)
         self.samples_out += audio.shape[-1]

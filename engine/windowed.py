@@ -32,8 +32,8 @@ class WindowedDecoderStream(_Stream):
 
     Args:
         lookahead_frames: ``R``, future frames each block waits for.
-        context_frames: ``L``, past frames decoded with each block (default: as many frames as
-            the exact decoder's lookahead, which covers a symmetric receptive field).
+        context_frames: ``L``, past frames decoded with each block (``decoder_stream`` defaults
+            it to the model's ``default_context_frames``).
         block_frames: frames emitted per window decode (more: less compute, more latency).
         crossfade_frames: frames faded between consecutive windows (0: plain crop).
         options: options of the model's exact decoder, used for each window.
@@ -45,16 +45,13 @@ class WindowedDecoderStream(_Stream):
         batch_size: int = 1,
         *,
         lookahead_frames: int,
-        context_frames: int | None = None,
+        context_frames: int,
         block_frames: int = 1,
         crossfade_frames: int = 0,
         options: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(model, batch_size)
-        self.options = dict(options or {})
+        super().__init__(model, batch_size, dict(options or {}))
         align = model.decoder_alignment
-        if context_frames is None:
-            context_frames = model.default_context_frames(self.options)
         for name, value in (("lookahead_frames", lookahead_frames), ("context_frames", context_frames), ("crossfade_frames", crossfade_frames)):
             if not isinstance(value, int) or value < 0:
                 raise OptionError(f"{name} must be a non-negative integer, got {value!r}")

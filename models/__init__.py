@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Iterator
 
 if TYPE_CHECKING:
-    from codecstream.registry import ModelSpec
+    from codecstream.contract import ModelSpec
 
 __all__ = ["builtin_specs"]
 

@@ -113,7 +113,7 @@ def test_encodec_parity_with_vocos_features():
         expected = reference.feature_extractor(audio, bandwidth_id=2)
         assert max_rel_error(latents.transpose(1, 2), expected) <= 1e-5
         assert max_rel_error(voco.decode(latents)[..., 0], reference.decode(expected, bandwidth_id=bandwidth_id)) <= 1e-5
-    twelve = voco.codec.vocos.latents(bandwidth=12.0)
+    twelve = voco.codec.source.latents(bandwidth=12.0)
     with torch.no_grad():
         expected = reference.feature_extractor(audio, bandwidth_id=3)
         assert max_rel_error(twelve.encode(audio[:, :, None]).transpose(1, 2), expected) <= 1e-5
@@ -186,4 +186,4 @@ def test_bad_input(vocos_small):
     with pytest.raises(cs.OptionError, match="no continuous latent space"):
         cs.load("snac-24khz", "random").latents()
     with pytest.raises(cs.OptionError, match="kbps"):
-        vocos_small["encodec"].codec.vocos.latents(bandwidth=5.0)
+        vocos_small["encodec"].codec.source.latents(bandwidth=5.0)

@@ -28,49 +28,32 @@ broken = "codecstream_tiny_plugin:DOES_NOT_EXIST"
 """
 
 PLUGIN_CODE = '''
-"""A toy codec built only from codecstream's public layers: a third-party plugin."""
-import torch
-from codecstream import Codec, CodeLevel, ModelSpec, TokenSpec
+"""A toy codec built only from codecstream's public layers: a third-party plugin.
+
+It is parts and a config: the engine writes encode / decode / the streams on top of them."""
+from codecstream import Codec, CodeLevel, IndexCodes, ModelSpec, TokenSpec
 from codecstream.streaming import StreamingConv1d, StreamingConvTranspose1d
 
 
-class TinyCodec(Codec):
-    sample_rate, channels, hop_length = 8000, 1, 4
+class ScalarQuantizer:
+    """Latents → 16 levels and back."""
 
-    def __init__(self, config):
-        super().__init__()
-        self.name = "tiny-codec"
-        self.token_spec = TokenSpec((CodeLevel(1, 16, 4, 8000),))
-        self.encoder = StreamingConv1d(1, 1, 6, stride=4, padding=(2, 0))
-        self.decoder = StreamingConvTranspose1d(1, 1, 8, stride=4, trim=(0, 4))
-
-    def encoder_step(self, audio, ctx, options):
-        return self._quantize(self.encoder.step(audio, ctx))
-
-    def encoder_flush(self, ctx, options):
-        latents = self.encoder.flush(ctx)
-        return None if latents is None else self._quantize(latents)
-
-    def _quantize(self, latents):
+    def encode(self, latents, options):
         return (latents * 4 + 8).round().clamp(0, 15).long()
 
-    def encoder_frames(self, n):
-        return self.encoder.output_count(n)
+    def decode(self, codes):
+        return (codes.float() - 8) / 4
 
-    def empty_codes(self, batch, options):
-        return torch.zeros(batch, 1, 0, dtype=torch.long)
 
-    def check_codes(self, codes, batch_size=None):
-        return torch.as_tensor(codes).long()
-
-    def decoder_step(self, codes, ctx, options):
-        return self.decoder.step((codes.to(self.dtype) - 8) / 4, ctx)
-
-    def decoder_flush(self, ctx, options):
-        return self.decoder.flush(ctx)
-
-    def decoder_samples(self, n):
-        return self.decoder.output_count(n)
+class TinyCodec(Codec):
+    def __init__(self, config):
+        super().__init__()
+        self.name, self.sample_rate, self.channels, self.hop_length = "tiny-codec", 8000, 1, 4
+        self.token_spec = TokenSpec((CodeLevel(1, 16, 4, 8000),))
+        self.code_format = IndexCodes(codebook_size=16, max_codebooks=1)
+        self.encoder = StreamingConv1d(1, 1, 6, stride=4, padding=(2, 0))
+        self.quantizer = ScalarQuantizer()
+        self.decoder = StreamingConvTranspose1d(1, 1, 8, stride=4, trim=(0, 4))
 
 
 SPECS = [ModelSpec("tiny-codec", "a toy plugin", TinyCodec, None, lambda path: (None, {}))]
@@ -115,4 +98,6 @@ def test_installed_plugin_is_found_and_streams(tiny_plugin):
     assert decoded.shape == (1, 1, 100)
     assert torch.allclose(stream_all(model.decoder_stream(), codes, chunk_sizes(25, "ones")), decoded, atol=1e-12)
     assert model.encoder_stream().latency == 4  # a whole hop; the conv needs no lookahead
+    # The plugin is a constructor and parts: it implements no hook of its own.
+    assert [name for name, value in vars(type(model)).items() if callable(value)] == ["__init__"]
     assert model.decoder_stream().latency == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from codecstream.errors import CheckpointMismatchError
-from codecstream.registry import ModelSpec
+from codecstream.contract import ModelSpec
 
 from .checkpoint import read_dac_checkpoint
 from .codec import DacCodec

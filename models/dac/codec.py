@@ -3,19 +3,18 @@ code-books; streamed exactly (every conv is zero-padded and 'same')."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Hashable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from codecstream.contract import CodeLevel, IndexCodes, Length, TokenSpec, clamp_length
 from codecstream.errors import OptionError
-from codecstream.latents import Length, LatentAutoencoder, clamp_length
+from codecstream.latents import LatentAutoencoder, LatentCodec
 from codecstream.options import Option
-from codecstream.plugin import Codec, CodeLevel, TokenSpec
-from codecstream.streaming import StreamContext, StreamingSequential
+from codecstream.plugin import Codec
+from codecstream.streaming import StreamingSequential
 from codecstream.streaming.pointwise import Snake1d
-from codecstream.validation import check_code_tensor
 
 from ..snac.quantizer import VectorQuantize
 from .config import DacConfig
@@ -72,11 +71,6 @@ class ResidualVQ(nn.Module):
         return total
 
 
-@dataclass
-class EncoderState:
-    samples: int
-
-
 class DacCodec(Codec):
     """DAC: codes ``[B, K, frames]`` int64, ``K <= n_codebooks`` (``encode(audio, n_codebooks=K)``;
     default all). The encoder pads audio with zeros to a whole hop, as DAC's ``preprocess``."""
@@ -89,11 +83,11 @@ class DacCodec(Codec):
         self.channels = 1
         self.hop_length = config.hop_length
         self.token_spec = TokenSpec(levels=(CodeLevel(config.n_codebooks, config.codebook_size, config.hop_length, config.sampling_rate),))
+        self.code_format = IndexCodes(config.codebook_size, config.n_codebooks)
         self.encoder = build_encoder(config)
         self.quantizer = ResidualVQ(config)
         self.decoder = build_decoder(config)
 
-    # -- encoder side -------------------------------------------------------------------
     def option_specs(self) -> tuple[Option, ...]:
         return (Option("n_codebooks", "encoder", int, "code-books to emit (default: all)", 1, self.config.n_codebooks),)
 
@@ -105,58 +99,8 @@ class DacCodec(Codec):
             raise OptionError(f"{self.name} n_codebooks must be 1 to {self.config.n_codebooks}, got {n_codebooks!r}")
         return n_codebooks
 
-    def encoder_step(self, audio: Tensor, ctx: StreamContext, n_codebooks: int) -> Tensor:
-        return self.quantizer.encode(self.latents_step(audio, ctx), n_codebooks)
-
-    def encoder_flush(self, ctx: StreamContext, n_codebooks: int) -> Tensor | None:
-        latents = self.latents_flush(ctx)
-        return None if latents is None else self.quantizer.encode(latents, n_codebooks)
-
-    def latents_step(self, audio: Tensor, ctx: StreamContext) -> Tensor:
-        """The encoder's continuous output ``[B, hidden, n]`` now final (before quantisation)."""
-        state = ctx.get(self)
-        if state is None:
-            state = EncoderState(0)
-            ctx.set(self, state)
-        state.samples += audio.shape[-1]
-        return self.encoder.step(audio, ctx)
-
-    def latents_flush(self, ctx: StreamContext) -> Tensor | None:
-        """The rest of the continuous output, the audio padded with zeros to a whole hop."""
-        state = ctx.get(self)
-        if state is None or state.samples == 0:
-            return None
-        padding = -state.samples % self.hop_length
-        zeros = torch.zeros(ctx.batch_size, 1, padding, dtype=self.dtype, device=self.device)
-        latents = self.encoder.step(zeros, ctx)
-        tail = self.encoder.flush(ctx)
-        return latents if tail is None else torch.cat([latents, tail], dim=-1)
-
-    def encoder_frames(self, n_samples: int) -> int:
-        return self.encoder.output_count(n_samples)
-
-    def empty_codes(self, batch_size: int, n_codebooks: Any) -> Tensor:
-        books = n_codebooks if isinstance(n_codebooks, int) else self.config.n_codebooks
-        return torch.zeros(batch_size, books, 0, dtype=torch.long, device=self.device)
-
-    # -- decoder side -------------------------------------------------------------------
-    def check_codes(self, codes: Any, batch_size: int | None = None) -> Tensor:
-        return check_code_tensor(
-            codes, codebook_size=self.config.codebook_size, max_codebooks=self.config.n_codebooks,
-            device=self.device, batch_size=batch_size,
-        )
-
-    def code_layout(self, codes: Tensor) -> Hashable:
-        return int(codes.shape[1])
-
-    def decoder_step(self, codes: Tensor, ctx: StreamContext, options: Any) -> Tensor:
-        return self.decoder.step(self.quantizer.decode(codes).to(self.dtype), ctx)
-
-    def decoder_flush(self, ctx: StreamContext, options: Any) -> Tensor | None:
-        return self.decoder.flush(ctx)
-
-    def decoder_samples(self, n_frames: int) -> int:
-        return self.decoder.output_count(n_frames)
+    def end_padding(self, samples: int, options: Any) -> int:
+        return -samples % self.hop_length
 
     def decoded_length(self, frames: Length) -> Length:
         """Samples ``decode`` gives for ``frames`` frames: each stride-``s`` transposed conv
@@ -168,10 +112,8 @@ class DacCodec(Codec):
     def latents(self) -> LatentAutoencoder:
         """The encoder's output before quantisation as continuous latents ``[B, L, hidden]``,
         decoded by the DAC decoder (the sum of quantised vectors is what it was trained on)."""
-        from .latents import DacLatents
-
         hop = self.hop_length
         return LatentAutoencoder(
-            DacLatents(self), latent_dim=self.config.hidden_size,
+            LatentCodec(self, latent_dim=self.config.hidden_size), latent_dim=self.config.hidden_size,
             encode_length=lambda n: (n + hop - 1) // hop, decode_length=self.decoded_length,
         )

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from codecstream.registry import Reference
+from codecstream.contract import Reference
 from codecstream.weights import export_state
 
 from .checkpoint import transformers_to_plugin

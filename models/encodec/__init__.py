@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from codecstream.errors import CheckpointMismatchError
-from codecstream.registry import ModelSpec
+from codecstream.contract import ModelSpec
 
 from .checkpoint import TRAINING_ONLY_KEYS, read_encodec_checkpoint
 from .codec import EncodecCodec

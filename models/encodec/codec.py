@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Hashable
-
-import torch
-from torch import Tensor
-
+from codecstream.contract import CodeLevel, IndexCodes, TokenSpec
 from codecstream.errors import OptionError
 from codecstream.options import Option
-from codecstream.plugin import Codec, CodeLevel, TokenSpec
-from codecstream.streaming import StreamContext
-from codecstream.validation import check_code_tensor
+from codecstream.plugin import Codec
 
 from .config import EncodecConfig
 from .quantizer import ResidualVQ
@@ -44,17 +38,18 @@ class EncodecCodec(Codec):
             levels=(CodeLevel(config.num_codebooks, config.codebook_size, config.hop_length, config.sample_rate),),
             bandwidths_kbps=tuple(config.target_bandwidths),
         )
+        self.code_format = IndexCodes(config.codebook_size, config.num_codebooks)
         self.encoder = build_encoder(config)
         self.quantizer = ResidualVQ(config.num_codebooks, config.codebook_size, config.dimension)
         self.decoder = build_decoder(config)
 
-    # -- encoder side -------------------------------------------------------------------
     def option_specs(self) -> tuple[Option, ...]:
         bandwidths = tuple(float(b) for b in self.config.target_bandwidths)
         return (Option("bandwidth", "encoder", float, "target bit-rate in kbps (default: the highest)", choices=bandwidths),)
 
     def encoder_options(self, *, bandwidth: float | None = None) -> int:
-        """``bandwidth`` in kbps, one of ``config.target_bandwidths`` (None: the highest)."""
+        """``bandwidth`` in kbps, one of ``config.target_bandwidths`` (None: the highest) → the
+        code-book count the quantizer emits."""
         if bandwidth is None:
             return self.config.num_codebooks
         if float(bandwidth) not in self.config.target_bandwidths:
@@ -63,38 +58,3 @@ class EncodecCodec(Codec):
                 f"{', '.join(str(b) for b in self.config.target_bandwidths)}"
             )
         return self.config.codebooks_for_bandwidth(float(bandwidth))
-
-    def encoder_step(self, audio: Tensor, ctx: StreamContext, num_codebooks: int) -> Tensor:
-        return self.quantizer.encode(self.encoder.step(audio, ctx), num_codebooks)
-
-    def encoder_flush(self, ctx: StreamContext, num_codebooks: int) -> Tensor | None:
-        latents = self.encoder.flush(ctx)
-        return None if latents is None else self.quantizer.encode(latents, num_codebooks)
-
-    def encoder_frames(self, n_samples: int) -> int:
-        return self.encoder.output_count(n_samples)
-
-    def empty_codes(self, batch_size: int, num_codebooks: int) -> Tensor:
-        return torch.zeros(batch_size, num_codebooks, 0, dtype=torch.long, device=self.device)
-
-    # -- decoder side -------------------------------------------------------------------
-    def check_codes(self, codes: Any, batch_size: int | None = None) -> Tensor:
-        return check_code_tensor(
-            codes,
-            codebook_size=self.config.codebook_size,
-            max_codebooks=self.config.num_codebooks,
-            device=self.device,
-            batch_size=batch_size,
-        )
-
-    def code_layout(self, codes: Tensor) -> Hashable:
-        return int(codes.shape[1])
-
-    def decoder_step(self, codes: Tensor, ctx: StreamContext, options: Any) -> Tensor:
-        return self.decoder.step(self.quantizer.decode(codes).to(self.dtype), ctx)
-
-    def decoder_flush(self, ctx: StreamContext, options: Any) -> Tensor | None:
-        return self.decoder.flush(ctx)
-
-    def decoder_samples(self, n_frames: int) -> int:
-        return self.decoder.output_count(n_frames)

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from codecstream.registry import Reference
+from codecstream.contract import Reference
 from codecstream.streaming import StreamingConvTranspose1d
 
 from .codec import EncodecCodec

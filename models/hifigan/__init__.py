@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from codecstream.registry import ModelSpec
+from codecstream.contract import ModelSpec
 
 from .checkpoint import packaged_weights, read_hifigan_checkpoint
 from .codec import HifiganCodec

@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
-from torch import Tensor
-
+from codecstream.contract import FeatureCodes
 from codecstream.errors import ShapeError
 from codecstream.plugin import Codec
-from codecstream.streaming import StreamContext
 from codecstream.streaming.spectral import StreamingLogMel, mel_filterbank
-from codecstream.validation import check_feature_tensor
 
 from .config import HifiganConfig
 from .generator import build_generator
@@ -51,32 +45,4 @@ class HifiganCodec(Codec):
             persistent=False,  # jik876 checkpoints hold the generator only
         )
         self.decoder = build_generator(config)
-
-    # -- encoder side: the mel frontend -------------------------------------------------
-    def encoder_step(self, audio: Tensor, ctx: StreamContext, options: Any) -> Tensor:
-        return self.encoder.step(audio, ctx)
-
-    def encoder_flush(self, ctx: StreamContext, options: Any) -> Tensor | None:
-        return self.encoder.flush(ctx)
-
-    def encoder_frames(self, n_samples: int) -> int:
-        return self.encoder.output_count(n_samples)
-
-    def empty_codes(self, batch_size: int, options: Any) -> Tensor:
-        return torch.zeros(batch_size, self.config.num_mels, 0, dtype=self.dtype, device=self.device)
-
-    # -- decoder side: the generator ----------------------------------------------------
-    def check_codes(self, features: Any, batch_size: int | None = None) -> Tensor:
-        return check_feature_tensor(
-            features, channels=self.config.num_mels, model=self.name, dtype=self.dtype, device=self.device,
-            batch_size=batch_size, what="log-mel features",
-        )
-
-    def decoder_step(self, features: Tensor, ctx: StreamContext, options: Any) -> Tensor:
-        return self.decoder.step(features, ctx)
-
-    def decoder_flush(self, ctx: StreamContext, options: Any) -> Tensor | None:
-        return self.decoder.flush(ctx)
-
-    def decoder_samples(self, n_frames: int) -> int:
-        return self.decoder.output_count(n_frames)
+        self.code_format = FeatureCodes(config.num_mels, "log-mel features")

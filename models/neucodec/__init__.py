@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from codecstream.registry import ModelSpec
+from codecstream.contract import ModelSpec
 
 from .checkpoint import read_neucodec_checkpoint
 from .codec import NeuCodecCodec

@@ -10,16 +10,15 @@ neither streams exactly: ``encode`` and ``decode`` run offline, and
 
 from __future__ import annotations
 
-from typing import Any, Hashable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from codecstream.errors import OptionError, ShapeError
-from codecstream.plugin import Codec, CodeLevel, TokenSpec, audio_batch_size
-from codecstream.streaming import StreamContext
-from codecstream.validation import check_code_tensor, check_sample_rate
+from codecstream.contract import CodeLevel, IndexCodes, TokenSpec
+from codecstream.errors import OptionError
+from codecstream.plugin import Codec
 
 from .acoustic import AcousticEncoder
 from .config import NeuCodecConfig
@@ -39,8 +38,9 @@ class NeuCodecCodec(Codec):
     ``[B, 1, frames · 480]`` at 24 kHz. ``config.with_encoder=False`` builds the decoder alone
     (a checkpoint without the w2v-BERT weights, or to save memory)."""
 
-    exact_decoder = False
-    streaming_encoder = False
+    encoder_kind = "offline"
+    decoder_kind = "windowed"
+    default_context_frames = DEFAULT_CONTEXT_FRAMES
 
     def __init__(self, config: NeuCodecConfig, name: str = "neucodec") -> None:
         super().__init__()
@@ -49,7 +49,10 @@ class NeuCodecCodec(Codec):
         self.sample_rate = config.output_sample_rate
         self.channels = 1
         self.hop_length = config.hop_length
-        self.has_encoder = config.with_encoder
+        if not config.with_encoder:
+            self.encoder_kind = "none"
+            self.missing_encoder = OptionError(f"{self.name} was loaded without its encoder (no w2v-BERT weights)")
+        self.code_format = IndexCodes(config.codebook_size, 1)
         self.token_spec = TokenSpec(levels=(CodeLevel(1, config.codebook_size, config.hop_length, config.output_sample_rate),))
         if config.with_encoder:
             self.semantic_model = W2vBert(config.semantic)
@@ -69,66 +72,28 @@ class NeuCodecCodec(Codec):
         """Padded 16 kHz audio ``[B, 1, T]`` → w2v-BERT input features ``[B, frames, 160]``."""
         return torch.stack([semantic_features(a[0], self.mel_filters) for a in audio]).to(self.dtype)
 
-    def encode(self, audio: Any, *, sample_rate: int | None = None, features: Tensor | None = None, **options: Any) -> Tensor:
-        """Offline encoding of 16 kHz ``[B, 1, T]`` audio to ``[B, 1, frames]`` codes.
+    def encode_offline(self, audio: Tensor, *, features: Tensor | None = None, **options: Any) -> Tensor:
+        """Checked 16 kHz ``[B, 1, T]`` audio → ``[B, 1, frames]`` codes, offline.
 
         ``features`` (``[B, frames, 160]``) replaces the built-in filter-bank front end (to
         feed precomputed w2v-BERT features)."""
-        if not self.has_encoder:
-            raise OptionError(f"{self.name} was loaded without its encoder (no w2v-BERT weights)")
         if options:
             raise OptionError(f"{self.name} takes no encoder options, got {sorted(options)}")
-        check_sample_rate(sample_rate, self.encoder_sample_rate)
-        audio = self.check_audio(audio, audio_batch_size(audio))
         if audio.shape[-1] == 0:
             return torch.zeros(audio.shape[0], 1, 0, dtype=torch.long, device=self.device)
         hop = self.config.encoder_hop
         audio = F.pad(audio, (0, hop - audio.shape[-1] % hop))  # always 1..hop samples, as the reference
-        with torch.inference_mode():
-            if features is None:
-                features = self.semantic_input(audio)
-            semantic = self.SemanticEncoder_module(self.semantic_model(features.to(self.dtype)).transpose(1, 2))
-            acoustic = self.CodecEnc(audio)
-            frames = min(semantic.shape[-1], acoustic.shape[-1])
-            joined = torch.cat([semantic[..., :frames], acoustic[..., :frames]], dim=1)
-            codes = self.generator.quantizer.encode(self.fc_prior(joined.transpose(1, 2)))
+        if features is None:
+            features = self.semantic_input(audio)
+        semantic = self.SemanticEncoder_module(self.semantic_model(features.to(self.dtype)).transpose(1, 2))
+        acoustic = self.CodecEnc(audio)
+        frames = min(semantic.shape[-1], acoustic.shape[-1])
+        joined = torch.cat([semantic[..., :frames], acoustic[..., :frames]], dim=1)
+        codes = self.generator.quantizer.encode(self.fc_prior(joined.transpose(1, 2)))
         return codes[:, None, :]
 
-    # -- decoder: offline, and windows of it --------------------------------------------
-    def check_codes(self, codes: Any, batch_size: int | None = None) -> Tensor:
-        return check_code_tensor(
-            codes, codebook_size=self.config.codebook_size, max_codebooks=1, device=self.device, batch_size=batch_size
-        )
-
-    def code_layout(self, codes: Tensor) -> Hashable:
-        return 1
-
-    def decode(self, codes: Any) -> Tensor:
-        """``[B, 1, frames]`` codes → ``[B, 1, frames · 480]`` audio at 24 kHz."""
-        codes = self.check_codes(codes)
-        if codes.shape[-1] == 0:
-            return self.empty_audio(codes.shape[0])
-        with torch.inference_mode():
-            latents = self.fc_post_a(self.generator.quantizer.decode(codes[:, 0]))
-            return self.generator(latents)
-
-    def decode_window(self, codes: Any, options: dict[str, Any]) -> Tensor:
-        if options:
-            raise OptionError(f"{self.name} takes no decoder options, got {sorted(options)}")
-        return self.decode(codes)
-
-    def default_context_frames(self, options: dict[str, Any]) -> int:
-        return DEFAULT_CONTEXT_FRAMES
-
-    def empty_codes(self, batch_size: int, options: Any) -> Tensor:
-        return torch.zeros(batch_size, 1, 0, dtype=torch.long, device=self.device)
-
-    # The exact-stream hooks exist only to refuse clearly (decoder_stream(mode="exact") does).
-    def decoder_step(self, codes: Tensor, ctx: StreamContext, options: Any) -> Tensor:
-        raise ShapeError(f"{self.name} has no exact stream")
-
-    def decoder_flush(self, ctx: StreamContext, options: Any) -> Tensor | None:
-        raise ShapeError(f"{self.name} has no exact stream")
-
-    def decoder_samples(self, n_frames: int) -> int:
-        return 0
+    # -- decoder: offline (windows of it stream) --------------------------------------
+    def decode_offline(self, codes: Tensor) -> Tensor:
+        """Checked ``[B, 1, frames]`` codes → ``[B, 1, frames · 480]`` audio at 24 kHz."""
+        latents = self.fc_post_a(self.generator.quantizer.decode(codes[:, 0]))
+        return self.generator(latents)  # type: ignore[no-any-return]

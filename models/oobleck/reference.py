@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from codecstream.models.dac.checkpoint import hf_snake_codec_keys
-from codecstream.registry import Reference
+from codecstream.contract import Reference
 from codecstream.weights import export_state
 
 from .codec import OobleckCodec

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from codecstream.streaming import StreamContext
+from codecstream.streaming.module import RowInts, StreamState, row_ints, uniform
 
 __all__ = ["SnacQuantizer"]
 
@@ -41,14 +42,14 @@ class VectorQuantize(nn.Module):
 
 
 @dataclass
-class EncodeState:
+class EncodeState(StreamState):
     pending: Tensor  # [B, latent, k] latent frames waiting for a whole coarsest block
 
 
 @dataclass
-class DecodeState:
+class DecodeState(StreamState):
     pending: list[Tensor]  # per level, [B, n_l] codes not yet turned into latent frames
-    frames: int  # latent frames produced so far
+    frames: RowInts  # per row, latent frames produced so far
 
 
 class SnacQuantizer(nn.Module):
@@ -82,10 +83,7 @@ class SnacQuantizer(nn.Module):
         return codes
 
     def encode_step(self, latents: Tensor, ctx: StreamContext) -> list[Tensor]:
-        state = ctx.get(self)
-        if state is None:
-            state = EncodeState(pending=latents[..., :0])
-            ctx.set(self, state)
+        state = ctx.state(self, lambda: EncodeState(pending=latents[..., :0]))
         frames = torch.cat([state.pending, latents], dim=-1) if state.pending.shape[-1] else latents
         usable = frames.shape[-1] // self.block * self.block
         state.pending = frames[..., usable:]
@@ -105,12 +103,10 @@ class SnacQuantizer(nn.Module):
         Level ``l``'s pending codes start with the one covering the next latent frame to
         produce, of which ``frames % S_l`` frames were produced already.
         """
-        state = ctx.get(self)
-        if state is None:
-            state = DecodeState(pending=[level[:, :0] for level in codes], frames=0)
-            ctx.set(self, state)
+        state = ctx.state(self, lambda: DecodeState(pending=[level[:, :0] for level in codes], frames=row_ints(ctx.batch_size)))
         pending = [torch.cat([old, new], dim=-1) for old, new in zip(state.pending, codes)]
-        starts = [state.frames % s for s in self.strides]
+        done = uniform(state.frames, "latent frames")
+        starts = [done % s for s in self.strides]
         ready = min(level.shape[-1] * s - start for level, s, start in zip(pending, self.strides, starts))
         weight = self.quantizers[0].out_proj.weight
         if ready <= 0:

@@ -8,7 +8,7 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor
 
-from codecstream.registry import Reference
+from codecstream.contract import Reference
 
 from .codec import SnacCodec
 from .config import SnacConfig

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any, Hashable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from codecstream.errors import CodeRangeError, OptionError, WeightsUnavailableError
-from codecstream.latents import LatentAutoencoder, clamp_length
+from codecstream.contract import CodeLevel, FeatureCodes, IndexCodes, TokenSpec, clamp_length
+from codecstream.errors import OptionError, WeightsUnavailableError
+from codecstream.latents import LatentAutoencoder, LatentCodec
 from codecstream.options import Option
-from codecstream.plugin import Codec, CodeLevel, TokenSpec
-from codecstream.streaming import StreamContext, StreamingSequential
+from codecstream.plugin import Codec
+from codecstream.streaming import StreamContext, StreamingModule, StreamingSequential
+from codecstream.streaming.module import StreamState
 from codecstream.streaming.pointwise import set_condition
 from codecstream.streaming.spectral import StreamingLogMel, mel_filterbank
-from codecstream.validation import check_code_tensor, check_feature_tensor
 
 from ..encodec.config import ENCODEC_24KHZ
 from ..encodec.quantizer import ResidualVQ
@@ -37,12 +38,6 @@ class _Vocos(Codec):
         self.channels = 1
         self.hop_length = config.hop_length
         self.decoder = StreamingSequential({"backbone": build_backbone(config), "head": build_head(config)})
-
-    def decoder_flush(self, ctx: StreamContext, options: Any) -> Tensor | None:
-        return self.decoder.flush(ctx)
-
-    def decoder_samples(self, n_frames: int) -> int:
-        return self.decoder.output_count(n_frames)
 
 
 class VocosMel(_Vocos):
@@ -68,18 +63,7 @@ class VocosMel(_Vocos):
             pad_mode="reflect",
             log_floor=1e-7,
         )
-
-    def encoder_step(self, audio: Tensor, ctx: StreamContext, options: Any) -> Tensor:
-        return self.encoder.step(audio, ctx)
-
-    def encoder_flush(self, ctx: StreamContext, options: Any) -> Tensor | None:
-        return self.encoder.flush(ctx)
-
-    def encoder_frames(self, n_samples: int) -> int:
-        return self.encoder.output_count(n_samples)
-
-    def empty_codes(self, batch_size: int, options: Any) -> Tensor:
-        return torch.zeros(batch_size, self.config.n_mels, 0, dtype=self.dtype, device=self.device)
+        self.code_format = FeatureCodes(config.n_mels, "log-mel features")
 
     def latents(self) -> LatentAutoencoder:
         """The log-mel features as continuous latents ``[B, L, n_mels]``."""
@@ -92,15 +76,6 @@ class VocosMel(_Vocos):
             encode_length=lambda n: clamp_length((n + pad - config.mel_n_fft) // config.mel_hop_length + 1),
             decode_length=lambda frames: clamp_length(frames * hop - trim),
         )
-
-    def check_codes(self, features: Any, batch_size: int | None = None) -> Tensor:
-        return check_feature_tensor(
-            features, channels=self.config.n_mels, model=self.name, dtype=self.dtype, device=self.device,
-            batch_size=batch_size, what="log-mel features",
-        )
-
-    def decoder_step(self, features: Tensor, ctx: StreamContext, options: Any) -> Tensor:
-        return self.decoder.step(features, ctx)
 
 
 class VocosEncodec(_Vocos):
@@ -123,16 +98,33 @@ class VocosEncodec(_Vocos):
             levels=(CodeLevel(self.max_codebooks, self.codebook_size, encodec.hop_length, encodec.sample_rate),),
             bandwidths_kbps=tuple(config.bandwidths),
         )
+        self.code_format = IndexCodes(
+            self.codebook_size, self.max_codebooks, allowed_counts={k: f"{b} kbps" for b, k in self.books_per_bandwidth.items()}
+        )
         self.register_buffer("codebook_weights", torch.randn(self.max_codebooks * self.codebook_size, encodec.dimension))
-        self.has_encoder = config.with_encodec_encoder
-        if self.has_encoder:
+        if config.with_encodec_encoder:
             self.encodec_encoder = build_encoder(encodec)
             self.encodec_quantizer = ResidualVQ(encodec.num_codebooks, encodec.codebook_size, encodec.dimension)
             with torch.no_grad():  # random models: the decoder's table is EnCodec's code-books, as published
                 table = torch.cat([layer.embed for layer in self.encodec_quantizer.layers[: self.max_codebooks]])
                 self.codebook_weights.copy_(table)
+        else:
+            self.encoder_kind = "none"
+            self.missing_encoder = WeightsUnavailableError(
+                f"{self.name} was loaded without EnCodec 24 kHz weights, so it decodes codes but cannot "
+                "encode audio: put encodec_24khz-d7cc33bc.th (or the facebook/encodec_24khz files) in the "
+                "checkpoint directory"
+            )
+        self._paths = (_EncodecEncoder(self), _ConditionedDecoder(self))
 
-    # -- encoder side: EnCodec 24 kHz ---------------------------------------------------
+    @property
+    def encoder_path(self) -> StreamingModule:
+        return self._paths[0]
+
+    @property
+    def decoder_path(self) -> StreamingModule:
+        return self._paths[1]
+
     def option_specs(self) -> tuple[Option, ...]:
         bandwidths = tuple(float(b) for b in self.config.bandwidths)
         return (Option("bandwidth", "encoder", float, "bit-rate of the EnCodec codes in kbps (default: the highest)", choices=bandwidths),)
@@ -147,66 +139,85 @@ class VocosEncodec(_Vocos):
             )
         return self.books_per_bandwidth[float(bandwidth)]
 
-    def encoder_stream(self, batch_size: int = 1, *, sample_rate: int | None = None, **options: Any):  # type: ignore[no-untyped-def]
-        if not self.has_encoder:
-            raise WeightsUnavailableError(
-                f"{self.name} was loaded without EnCodec 24 kHz weights, so it decodes codes but cannot "
-                "encode audio: put encodec_24khz-d7cc33bc.th (or the facebook/encodec_24khz files) in the "
-                "checkpoint directory"
-            )
-        return super().encoder_stream(batch_size, sample_rate=sample_rate, **options)
-
-    def encoder_step(self, audio: Tensor, ctx: StreamContext, num_codebooks: int) -> Tensor:
-        return self.encodec_quantizer.encode(self.encodec_encoder.step(audio, ctx), num_codebooks)
-
-    def encoder_flush(self, ctx: StreamContext, num_codebooks: int) -> Tensor | None:
-        latents = self.encodec_encoder.flush(ctx)
-        return None if latents is None else self.encodec_quantizer.encode(latents, num_codebooks)
-
-    def encoder_frames(self, n_samples: int) -> int:
-        return self.encodec_encoder.output_count(n_samples)
-
-    def empty_codes(self, batch_size: int, num_codebooks: int) -> Tensor:
-        return torch.zeros(batch_size, num_codebooks, 0, dtype=torch.long, device=self.device)
-
-    # -- decoder side -------------------------------------------------------------------
-    def check_codes(self, codes: Any, batch_size: int | None = None) -> Tensor:
-        codes = check_code_tensor(
-            codes, codebook_size=self.codebook_size, max_codebooks=self.max_codebooks,
-            device=self.device, batch_size=batch_size,
-        )
-        if codes.shape[1] not in self.books_per_bandwidth.values():
-            offered = ", ".join(f"{k} ({b} kbps)" for b, k in self.books_per_bandwidth.items())
-            raise CodeRangeError(f"{self.name} decodes {offered} code-books, got {codes.shape[1]}")
-        return codes
-
-    def code_layout(self, codes: Tensor) -> Hashable:
-        return int(codes.shape[1])
-
     def codes_to_features(self, codes: Tensor) -> Tensor:
         """``[B, K, F]`` codes → ``[B, 128, F]``: the sum of each code-book's embedding."""
         offsets = torch.arange(codes.shape[1], device=codes.device) * self.codebook_size
         indices = (codes + offsets[None, :, None]).transpose(0, 1)  # [K, B, F], as Vocos sums
         return F.embedding(indices, self.codebook_weights).sum(dim=0).transpose(1, 2)
 
-    def decoder_step(self, codes: Tensor, ctx: StreamContext, options: Any) -> Tensor:
-        return self.features_step(self.codes_to_features(codes), ctx, codes.shape[1])
-
-    def features_step(self, features: Tensor, ctx: StreamContext, num_codebooks: int) -> Tensor:
-        """Decode ``[B, 128, F]`` features made at ``num_codebooks`` code-books."""
-        if ctx.get(self.decoder.backbone.norm) is None:  # first push: condition on the bandwidth
-            bandwidth_index = sorted(self.books_per_bandwidth.values()).index(num_codebooks)
-            set_condition(self.decoder, ctx, bandwidth_index)
-        return self.decoder.step(features, ctx)
+    def bandwidth_index(self, num_codebooks: int) -> int:
+        """The AdaLayerNorm condition for codes of ``num_codebooks`` code-books."""
+        return sorted(self.books_per_bandwidth.values()).index(num_codebooks)
 
     def latents(self, *, bandwidth: float = 6.0) -> LatentAutoencoder:
-        """The summed code embeddings at ``bandwidth`` kbps as continuous latents ``[B, L, 128]``."""
-        from .latents import VocosEncodecLatents
-
-        hop = self.hop_length
+        """The summed code embeddings at ``bandwidth`` kbps as continuous latents ``[B, L, 128]``:
+        any ``[B, 128, F]`` sums decode (a generative model's output need not be a code sum),
+        the backbone conditioned on that bandwidth."""
+        books, hop, dim = self.encoder_options(bandwidth=bandwidth), self.hop_length, int(self.codebook_weights.shape[1])
+        codec = LatentCodec(
+            self, latent_dim=dim,
+            encoder=_EncodecEncoder(self, books, features=True), decoder=_ConditionedDecoder(self, books),
+        )
         return LatentAutoencoder(
-            VocosEncodecLatents(self, self.encoder_options(bandwidth=bandwidth)),
-            latent_dim=int(self.codebook_weights.shape[1]),
+            codec, latent_dim=dim,
             encode_length=lambda n: (n + hop - 1) // hop,
             decode_length=lambda frames: clamp_length(frames * hop),
         )
+
+
+class _EncodecEncoder(StreamingModule):
+    """Audio → EnCodec codes (``num_codebooks``, or the stream's ``ctx.options``), or their
+    summed Vocos embeddings with ``features=True``."""
+
+    def __init__(self, vocos: VocosEncodec, num_codebooks: int | None = None, *, features: bool = False) -> None:
+        super().__init__()
+        object.__setattr__(self, "vocos", vocos)  # the codec's modules, not this one's
+        self.num_codebooks = num_codebooks
+        self.features = features
+
+    def _codes(self, latents: Tensor | None, ctx: StreamContext) -> Tensor | None:
+        if latents is None:
+            return None
+        books = self.num_codebooks if self.num_codebooks is not None else ctx.options
+        codes = self.vocos.encodec_quantizer.encode(latents, books)
+        return self.vocos.codes_to_features(codes) if self.features else codes
+
+    def step(self, audio: Tensor, ctx: StreamContext) -> Tensor:
+        return self._codes(self.vocos.encodec_encoder.step(audio, ctx), ctx)  # type: ignore[return-value]
+
+    def flush(self, ctx: StreamContext) -> Tensor | None:
+        return self._codes(self.vocos.encodec_encoder.flush(ctx), ctx)
+
+    def output_count(self, n_in: int) -> int:
+        return self.vocos.encodec_encoder.output_count(n_in)  # type: ignore[no-any-return]
+
+
+@dataclass
+class ConditionedState(StreamState):
+    pass  # its presence marks a stream whose AdaLayerNorms are conditioned
+
+
+class _ConditionedDecoder(StreamingModule[ConditionedState]):
+    """Codes (or, with ``num_codebooks`` fixed, summed features) → audio, every AdaLayerNorm
+    conditioned on the bandwidth at the stream's first push (inferred from the codes)."""
+
+    def __init__(self, vocos: VocosEncodec, num_codebooks: int | None = None) -> None:
+        super().__init__()
+        object.__setattr__(self, "vocos", vocos)
+        self.num_codebooks = num_codebooks
+
+    def step(self, x: Tensor, ctx: StreamContext) -> Tensor:
+        books = self.num_codebooks if self.num_codebooks is not None else x.shape[1]
+        ctx.state(self, lambda: self._start(ctx, books))
+        features = x if self.num_codebooks is not None else self.vocos.codes_to_features(x)
+        return self.vocos.decoder.step(features, ctx)  # type: ignore[no-any-return]
+
+    def _start(self, ctx: StreamContext, num_codebooks: int) -> ConditionedState:
+        set_condition(self.vocos.decoder, ctx, self.vocos.bandwidth_index(num_codebooks))
+        return ConditionedState()
+
+    def flush(self, ctx: StreamContext) -> Tensor | None:
+        return self.vocos.decoder.flush(ctx)  # type: ignore[no-any-return]
+
+    def output_count(self, n_in: int) -> int:
+        return self.vocos.decoder.output_count(n_in)  # type: ignore[no-any-return]

@@ -9,7 +9,7 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor
 
-from codecstream.registry import Reference
+from codecstream.contract import Reference
 from codecstream.weights import rename_keys
 
 from ..encodec.reference import official_state_dict as encodec_official_state_dict
