@@ -5,7 +5,7 @@
     codes = model.encode(audio, bandwidth=6.0)       # audio: [B, C, T] float
     stream = model.decoder_stream()
     out = stream.push(codes[..., :5])                # any number of frames
-    print(stream.latency, "samples of algorithmic latency")
+    print(stream.latency_samples, "samples of algorithmic latency")
 """
 
 from __future__ import annotations

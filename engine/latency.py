@@ -8,7 +8,7 @@ The two figures every stream reports, in samples of audio at the model's rate:
     Decoder: ``latency = max_t (g(t)·hop − t)``, where ``g(t)`` is the index of the code
     frame whose push releases output sample ``t``: frame ``g`` (stamped at ``g·hop``) brings
     every sample up to ``g·hop − latency``. An encoder feeding a decoder therefore delays
-    audio by ``encoder.latency + decoder.latency`` samples end to end.
+    audio by ``encoder.latency_samples + decoder.latency_samples`` samples end to end.
 
 ``startup_latency``
     The same delay for the very first output. It exceeds ``latency`` only where the offline

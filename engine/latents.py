@@ -20,6 +20,7 @@ one code path. :func:`codecstream.get_voco` (in :mod:`codecstream.voco`) loads o
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -185,9 +186,15 @@ class _TimeMajor:
         self.stream = stream
 
     @property
-    def latency(self) -> int:
+    def latency_samples(self) -> int:
         """Algorithmic latency in audio samples (as the engine stream reports it)."""
-        return self.stream.latency
+        return self.stream.latency_samples
+
+    @property
+    def latency(self) -> int:
+        """Deprecated name of :attr:`latency_samples` (kept for one release)."""
+        warnings.warn("stream.latency is now stream.latency_samples", DeprecationWarning, stacklevel=2)
+        return self.latency_samples
 
     @property
     def latency_ms(self) -> float:

@@ -341,7 +341,7 @@ class Codec(nn.Module):
     def _default_context_frames(self, options: dict[str, Any]) -> int:
         if self.default_context_frames is not None:
             return self.default_context_frames
-        exact = self.decoder_stream(1, **options).latency
+        exact = self.decoder_stream(1, **options).latency_samples
         return -(-exact // self.hop_length)
 
 

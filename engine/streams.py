@@ -16,7 +16,9 @@ Typical use::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Hashable
+import copy
+import warnings
+from typing import TYPE_CHECKING, Any, Callable, Hashable, Sequence, TypeVar
 
 import torch
 from torch import Tensor
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
     from .plugin import Codec
 
 __all__ = ["EncoderStream", "DecoderStream"]
+
+StreamT = TypeVar("StreamT", bound="_Stream")
 
 
 class _Stream:
@@ -49,22 +53,34 @@ class _Stream:
         return self.model.sample_rate
 
     @property
-    def latency(self) -> int:
-        """Steady-state algorithmic latency in samples (see :mod:`codecstream.latency`)."""
+    def latency_samples(self) -> int:
+        """Steady-state algorithmic latency in audio samples (see :mod:`codecstream.latency`)."""
         return self._timing()[0]
 
     @property
-    def startup_latency(self) -> int:
-        """Algorithmic latency of the very first output, in samples (see :mod:`codecstream.latency`)."""
+    def startup_latency_samples(self) -> int:
+        """Algorithmic latency of the very first output, in audio samples."""
         return self._timing()[1]
 
     @property
     def latency_ms(self) -> float:
-        return 1000.0 * self.latency / self.model.sample_rate
+        return 1000.0 * self.latency_samples / self.model.sample_rate
 
     @property
     def startup_latency_ms(self) -> float:
-        return 1000.0 * self.startup_latency / self.model.sample_rate
+        return 1000.0 * self.startup_latency_samples / self.model.sample_rate
+
+    @property
+    def latency(self) -> int:
+        """Deprecated name of :attr:`latency_samples` (kept for one release)."""
+        warnings.warn("stream.latency is now stream.latency_samples", DeprecationWarning, stacklevel=2)
+        return self.latency_samples
+
+    @property
+    def startup_latency(self) -> int:
+        """Deprecated name of :attr:`startup_latency_samples` (kept for one release)."""
+        warnings.warn("stream.startup_latency is now stream.startup_latency_samples", DeprecationWarning, stacklevel=2)
+        return self.startup_latency_samples
 
     def _timing(self) -> tuple[int, int]:
         if self._timing_cache is None:
@@ -96,6 +112,50 @@ class _Stream:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # -- rows -----------------------------------------------------------------------------
+    def split(self: StreamT) -> list[StreamT]:
+        """One stream per row, each going on exactly where its row was: its model state, the
+        input it holds and the stream's counters. Outputs are what the batch would have given."""
+        self._check_open("split")
+        return [self._rows([row]) for row in range(self.batch_size)]
+
+    @classmethod
+    def merge(cls: type[StreamT], streams: Sequence[StreamT]) -> StreamT:
+        """One stream of every given stream's rows, in order; they must be of one model and
+        options, at the same point (the same samples and frames so far, equal buffer shapes),
+        or :class:`~codecstream.errors.StreamStateError`."""
+        if not streams:
+            raise StreamStateError("nothing to merge")
+        first = streams[0]
+        for stream in streams:
+            stream._check_open("merge")
+            if stream.model is not first.model or type(stream) is not type(first):
+                raise StreamStateError("cannot merge streams of different models or kinds")
+            if stream._counters() != first._counters():
+                raise StreamStateError(f"cannot merge streams at different points: {stream._counters()} vs {first._counters()}")
+        merged = copy.copy(first)
+        merged._ctx = StreamContext.merge([s._ctx for s in streams])
+        merged.batch_size = merged._ctx.batch_size
+        merged._merge_buffers(streams)
+        return merged
+
+    def _rows(self: StreamT, rows: list[int]) -> StreamT:
+        out = copy.copy(self)
+        out._ctx = self._ctx.select(rows)
+        out.batch_size = len(rows)
+        out._select_buffers(rows)
+        return out
+
+    def _counters(self) -> tuple[Any, ...]:
+        """What must be equal for streams to merge."""
+        return ()
+
+    def _select_buffers(self, rows: list[int]) -> None:
+        pass
+
+    def _merge_buffers(self, streams: Sequence[Any]) -> None:
+        pass
 
     def _check_open(self, action: str) -> None:
         if self._closed:
@@ -168,6 +228,17 @@ class EncoderStream(_Stream):
         self.samples_in = 0
         self.frames_out = 0
 
+    def _counters(self) -> tuple[Any, ...]:
+        return (self.samples_in, self.frames_out, self.options)
+
+    def _select_buffers(self, rows: list[int]) -> None:
+        if self._pending is not None:
+            self._pending = self._pending[rows]
+
+    def _merge_buffers(self, streams: Sequence[Any]) -> None:
+        if self._pending is not None:
+            self._pending = torch.cat([s._pending for s in streams])
+
 
 class DecoderStream(_Stream):
     """Codes in (any number of frames per push), audio ``[B, channels, n]`` out as soon as final."""
@@ -215,3 +286,6 @@ class DecoderStream(_Stream):
         super().reset()
         self._layout, self._layout_set = None, False
         self.samples_out = 0
+
+    def _counters(self) -> tuple[Any, ...]:
+        return (self.samples_out, self._layout, self._layout_set, self.options)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from .errors import OptionError
+from .errors import OptionError, StreamStateError
 from .options import MAX_WINDOW_FRAMES
 from .streams import _Stream
 
@@ -90,6 +90,13 @@ class WindowedDecoderStream(_Stream):
         hop, fade, block = self.model.hop_length, self.crossfade_frames, self.block_frames
         first = self.lookahead_frames + block * (fade // block + 1)
         return (self.lookahead_frames + block - 1 + fade) * hop, (first - 1) * hop
+
+    def split(self) -> list["WindowedDecoderStream"]:
+        raise StreamStateError("a windowed stream re-decodes windows of codes it holds; split and merge are for exact streams")
+
+    @classmethod
+    def merge(cls, streams: Any) -> "WindowedDecoderStream":
+        raise StreamStateError("a windowed stream re-decodes windows of codes it holds; split and merge are for exact streams")
 
     # -- streaming ----------------------------------------------------------------------
     def push(self, codes: Any) -> Tensor:

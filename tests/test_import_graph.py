@@ -124,5 +124,46 @@ def test_no_import_cycle():
     assert not found, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in found)
 
 
+#: Where one model family truly composes another: Vocos-EnCodec decodes EnCodec's codes with
+#: EnCodec's own encoder and quantizer.
+COMPOSED = {("vocos", "encodec")}
+
+
+def test_families_share_blocks_not_each_other():
+    graph = import_graph()
+    family_imports = set()
+    for module, targets in graph.items():
+        parts = module.split(".")
+        if len(parts) < 3 or parts[1] != "models" or parts[2] == "blocks":
+            continue
+        for target in targets:
+            other = target.split(".")
+            if len(other) >= 3 and other[1] == "models" and other[2] not in (parts[2], "blocks"):
+                family_imports.add((parts[2], other[2]))
+    assert family_imports <= COMPOSED, f"families importing each other: {sorted(family_imports - COMPOSED)}"
+
+
+def test_layers_point_one_way():
+    """The contract and the streaming layers never import a model, the registry or the I/O above them."""
+    graph = import_graph()
+    above = ("codecstream.models", "codecstream.registry", "codecstream.voco", "codecstream.runtime", "codecstream.server",
+             "codecstream.io", "codecstream.tokens", "codecstream.commands")
+    for module in ("codecstream.contract", "codecstream.plugin", "codecstream.streams", "codecstream.windowed", "codecstream.latents"):
+        assert not any(t.startswith(above) for t in _reachable(graph, module)), module
+    # Only the commands (and `python -m codecstream`, which runs them) import the commands.
+    importers = {m for m, targets in graph.items() for t in targets if t.startswith("codecstream.commands")}
+    assert {m for m in importers if not m.startswith("codecstream.commands")} == {"codecstream.__main__"}
+
+
+def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for target in graph[todo.pop()]:
+            if target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return seen
+
+
 def test_cycle_finder_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 from torch import Tensor
@@ -13,45 +12,10 @@ from torch import Tensor
 from codecstream.errors import CheckpointMismatchError, WeightsUnavailableError
 from codecstream.weights import find_file, read_tensors
 
+from ..blocks.snake import hf_snake_codec_keys
 from .config import DacConfig
 
-__all__ = ["read_dac_checkpoint", "transformers_to_plugin", "hf_snake_codec_keys"]
-
-_UNIT = {"snake1": 0, "conv1": 1, "snake2": 2, "conv2": 3}
-
-
-def hf_snake_codec_keys(
-    state: dict[str, Tensor], stages: int, *, encoder: str, decoder: str, inner: str
-) -> dict[str, Tensor]:
-    """Rename the Hugging Face layout of a DAC-style encoder/decoder (transformers' ``DacModel``,
-    diffusers' ``AutoencoderOobleck``: ``encoder.conv1``, ``block.{i}.res_unit{j}.conv1``, ...)
-    to the indexed layout of :mod:`.layers` (``{encoder}.N.{inner}.M...``); other keys pass."""
-    rules = [
-        (r"encoder\.conv1\.(.+)", lambda m: f"{encoder}.0.{m[1]}"),
-        (r"encoder\.block\.(\d+)\.res_unit(\d)\.(\w+)\.(.+)",
-         lambda m: f"{encoder}.{int(m[1]) + 1}.{inner}.{int(m[2]) - 1}.block.{_UNIT[m[3]]}.{m[4]}"),
-        (r"encoder\.block\.(\d+)\.(snake1|conv1)\.(.+)",
-         lambda m: f"{encoder}.{int(m[1]) + 1}.{inner}.{3 if m[2] == 'snake1' else 4}.{m[3]}"),
-        (r"encoder\.snake1\.(.+)", lambda m: f"{encoder}.{stages + 1}.{m[1]}"),
-        (r"encoder\.conv2\.(.+)", lambda m: f"{encoder}.{stages + 2}.{m[1]}"),
-        (r"decoder\.conv1\.(.+)", lambda m: f"{decoder}.0.{m[1]}"),
-        (r"decoder\.block\.(\d+)\.res_unit(\d)\.(\w+)\.(.+)",
-         lambda m: f"{decoder}.{int(m[1]) + 1}.{inner}.{int(m[2]) + 1}.block.{_UNIT[m[3]]}.{m[4]}"),
-        (r"decoder\.block\.(\d+)\.(snake1|conv_t1)\.(.+)",
-         lambda m: f"{decoder}.{int(m[1]) + 1}.{inner}.{0 if m[2] == 'snake1' else 1}.{m[3]}"),
-        (r"decoder\.snake1\.(.+)", lambda m: f"{decoder}.{stages + 1}.{m[1]}"),
-        (r"decoder\.conv2\.(.+)", lambda m: f"{decoder}.{stages + 2}.{m[1]}"),
-    ]
-    compiled = [(re.compile(pattern), rename) for pattern, rename in rules]
-    out: dict[str, Tensor] = {}
-    for key, value in state.items():
-        for pattern, rename in compiled:
-            if m := pattern.fullmatch(key):
-                key = rename(m)
-                break
-        out[key] = value
-    return out
-
+__all__ = ["read_dac_checkpoint", "transformers_to_plugin"]
 
 def transformers_to_plugin(state: dict[str, Tensor], config: DacConfig) -> dict[str, Tensor]:
     return hf_snake_codec_keys(

@@ -16,9 +16,9 @@ from codecstream.plugin import Codec
 from codecstream.streaming import StreamingSequential
 from codecstream.streaming.pointwise import Snake1d
 
-from ..snac.quantizer import VectorQuantize
+from ..blocks.snake import build_snake_decoder, build_snake_encoder
+from ..blocks.vq import VectorQuantize
 from .config import DacConfig
-from .layers import build_snake_decoder, build_snake_encoder
 
 __all__ = ["DacCodec"]
 

@@ -9,7 +9,9 @@ from pathlib import Path
 from torch import Tensor
 
 from codecstream.errors import CheckpointMismatchError, WeightsUnavailableError
-from codecstream.weights import find_file, read_tensors, rename_keys
+from codecstream.weights import find_file, read_tensors
+
+from ..blocks.seanet import seanet_keys as plugin_keys
 
 from .config import EncodecConfig
 
@@ -17,30 +19,6 @@ __all__ = ["read_encodec_checkpoint", "plugin_keys", "TRAINING_ONLY_KEYS"]
 
 # Buffers used only while training the code-books (k-means state and EMA statistics).
 TRAINING_ONLY_KEYS = (r"\.inited$", r"\.cluster_size$", r"\.embed_avg$")
-
-_OFFICIAL_RULES = [
-    (r"^(encoder|decoder)\.model\.", r"\1."),
-    (r"\.conv\.conv\.", "."),
-    (r"\.convtr\.convtr\.", "."),
-    (r"^quantizer\.vq\.layers\.(\d+)\._codebook\.", r"quantizer.layers.\1."),
-]
-_TRANSFORMERS_RULES = [
-    (r"^(encoder|decoder)\.layers\.", r"\1."),
-    (r"\.conv\.", "."),
-    (r"^quantizer\.layers\.(\d+)\.codebook\.", r"quantizer.layers.\1."),
-]
-# Time-group-norm models (48 kHz): a conv and its norm are siblings, ``X.conv`` and ``X.norm``.
-_OFFICIAL_NORM_RULES = [
-    (r"^(encoder|decoder)\.model\.", r"\1."),
-    (r"\.(conv|convtr)\.(conv|convtr)\.", ".conv."),
-    (r"\.(conv|convtr)\.norm\.", ".norm."),
-    (r"^quantizer\.vq\.layers\.(\d+)\._codebook\.", r"quantizer.layers.\1."),
-]
-_TRANSFORMERS_NORM_RULES = [
-    (r"^(encoder|decoder)\.layers\.", r"\1."),
-    (r"^quantizer\.layers\.(\d+)\.codebook\.", r"quantizer.layers.\1."),
-]
-
 
 def read_encodec_checkpoint(path: Path, default: EncodecConfig) -> tuple[EncodecConfig, dict[str, Tensor]]:
     """``(config, state dict in this plugin's key names)`` from a file or directory."""
@@ -64,13 +42,3 @@ def read_encodec_checkpoint(path: Path, default: EncodecConfig) -> tuple[Encodec
     if config.norm == "weight_norm" and any(k.endswith(".norm.weight") for k in state):
         raise CheckpointMismatchError(f"{path} has GroupNorm weights: it is a time-group-norm (48 kHz-style) EnCodec")
     return config, plugin_keys(state, time_group_norm=config.norm == "time_group_norm")
-
-
-def plugin_keys(state: dict[str, Tensor], *, time_group_norm: bool = False) -> dict[str, Tensor]:
-    """Rename an official or transformers EnCodec state dict to this plugin's keys (a state
-    dict already in plugin keys passes unchanged)."""
-    if any(k.startswith(("encoder.model.", "decoder.model.")) for k in state):
-        return rename_keys(state, _OFFICIAL_NORM_RULES if time_group_norm else _OFFICIAL_RULES)
-    if any(k.startswith(("encoder.layers.", "decoder.layers.")) for k in state):
-        return rename_keys(state, _TRANSFORMERS_NORM_RULES if time_group_norm else _TRANSFORMERS_RULES)
-    return dict(state)

@@ -9,7 +9,7 @@ from codecstream.plugin import Codec
 
 from .config import EncodecConfig
 from .quantizer import ResidualVQ
-from .seanet import build_decoder, build_encoder
+from ..blocks.seanet import build_decoder, build_encoder
 
 __all__ = ["EncodecCodec"]
 

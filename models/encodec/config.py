@@ -8,31 +8,18 @@ from typing import Any, Mapping
 
 from codecstream.errors import CheckpointMismatchError
 
+from ..blocks.seanet import SeanetConfig
+
 __all__ = ["EncodecConfig", "ENCODEC_24KHZ", "ENCODEC_32KHZ", "ENCODEC_48KHZ"]
 
 
 @dataclass(frozen=True)
-class EncodecConfig:
-    """SEANet encoder/decoder + residual VQ (field names follow ``encodec.SEANetEncoder``)."""
+class EncodecConfig(SeanetConfig):
+    """SEANet encoder/decoder (the fields of :class:`SeanetConfig`) + residual VQ."""
 
     sample_rate: int = 24_000
-    channels: int = 1
-    dimension: int = 128
-    n_filters: int = 32
-    n_residual_layers: int = 1
-    ratios: tuple[int, ...] = (8, 5, 4, 2)  # decoder order; the encoder uses them reversed
-    kernel_size: int = 7
-    last_kernel_size: int = 7
-    residual_kernel_size: int = 3
-    dilation_base: int = 2
-    causal: bool = True
-    pad_mode: str = "reflect"
-    true_skip: bool = False  # False: 1x1 conv shortcut in residual blocks
-    compress: int = 2
-    lstm_layers: int = 2
     codebook_size: int = 1024
     target_bandwidths: tuple[float, ...] = (1.5, 3.0, 6.0, 12.0, 24.0)
-    norm: str = "weight_norm"  # or "time_group_norm": GroupNorm(1, C) after every conv (48 kHz)
     segment_s: float | None = None  # encode in segments of this many seconds (48 kHz: 1.0)
     overlap: float = 0.01  # fraction of a segment shared with the next
     normalize: bool = False  # scale each segment to unit RMS, keeping the scale with its codes

@@ -12,7 +12,7 @@ from codecstream.streaming import StreamingConvTranspose1d
 
 from .codec import EncodecCodec
 from .config import EncodecConfig
-from .seanet import SegmentConv
+from ..blocks.seanet import SegmentConv
 from .segments import SegmentCodes
 
 __all__ = ["official_state_dict", "package_model", "reference_roundtrip"]

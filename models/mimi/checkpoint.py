@@ -19,7 +19,7 @@ from torch import Tensor
 from codecstream.errors import CheckpointMismatchError, WeightsUnavailableError
 from codecstream.weights import find_file, read_tensors, rename_keys
 
-from ..encodec.checkpoint import plugin_keys as seanet_keys
+from ..blocks.seanet import seanet_keys
 from .config import MimiConfig
 
 __all__ = ["read_mimi_checkpoint", "CODEBOOK_EPSILON"]

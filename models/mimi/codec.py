@@ -13,7 +13,7 @@ from codecstream.plugin import Codec
 from codecstream.streaming import StreamingConv1d, StreamingConvTranspose1d, StreamingModule, StreamingSequential
 from codecstream.streaming.transformer import StreamingTransformer
 
-from ..encodec.seanet import build_decoder, build_encoder
+from ..blocks.seanet import build_decoder, build_encoder
 from .config import MimiConfig
 from .quantizer import SplitResidualVQ
 

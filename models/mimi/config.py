@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 from codecstream.errors import CheckpointMismatchError
 
-from ..encodec.config import EncodecConfig
+from ..blocks.seanet import SeanetConfig
 
 __all__ = ["MimiConfig", "MIMI"]
 
@@ -56,10 +56,10 @@ class MimiConfig:
     def resample_stride(self) -> int:
         return self.hop_length // self.encoder_hop
 
-    def seanet(self) -> EncodecConfig:
-        """The SEANet half as an EnCodec config (same module tree, no LSTM)."""
-        return EncodecConfig(
-            sample_rate=self.sample_rate, channels=1, dimension=self.dimension, n_filters=self.n_filters,
+    def seanet(self) -> SeanetConfig:
+        """The SEANet half (EnCodec's module tree, no LSTM)."""
+        return SeanetConfig(
+            channels=1, dimension=self.dimension, n_filters=self.n_filters,
             n_residual_layers=self.n_residual_layers, ratios=self.ratios, kernel_size=self.kernel_size,
             last_kernel_size=self.last_kernel_size, residual_kernel_size=self.residual_kernel_size,
             dilation_base=self.dilation_base, causal=True, pad_mode="constant", true_skip=True,

@@ -14,7 +14,7 @@ from torch import Tensor
 from codecstream.errors import CheckpointMismatchError, WeightsUnavailableError
 from codecstream.weights import find_file, read_tensors
 
-from ..dac.checkpoint import hf_snake_codec_keys
+from ..blocks.snake import hf_snake_codec_keys
 from .config import OobleckConfig
 
 __all__ = ["read_oobleck_checkpoint"]

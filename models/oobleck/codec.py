@@ -15,7 +15,7 @@ from codecstream.plugin import Codec
 from codecstream.streaming import StreamingSequential
 from codecstream.streaming.pointwise import SnakeBeta
 
-from ..dac.layers import build_snake_decoder, build_snake_encoder
+from ..blocks.snake import build_snake_decoder, build_snake_encoder
 from .config import OobleckConfig
 
 __all__ = ["OobleckCodec", "build_encoder", "build_decoder"]

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from codecstream.models.dac.checkpoint import hf_snake_codec_keys
+from codecstream.models.blocks.snake import hf_snake_codec_keys
 from codecstream.contract import Reference
 from codecstream.weights import export_state
 

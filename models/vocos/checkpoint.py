@@ -11,7 +11,8 @@ from torch import Tensor
 from codecstream.errors import CheckpointMismatchError, WeightsUnavailableError
 from codecstream.weights import find_file, read_tensors, rename_keys
 
-from ..encodec.checkpoint import plugin_keys, read_encodec_checkpoint
+from ..blocks.seanet import seanet_keys as plugin_keys
+from ..encodec.checkpoint import read_encodec_checkpoint
 from ..encodec.config import ENCODEC_24KHZ
 from .config import VocosConfig
 

@@ -20,7 +20,7 @@ from codecstream.streaming.spectral import StreamingLogMel, mel_filterbank
 
 from ..encodec.config import ENCODEC_24KHZ
 from ..encodec.quantizer import ResidualVQ
-from ..encodec.seanet import build_encoder
+from ..blocks.seanet import build_encoder
 from .backbone import build_backbone, build_head
 from .config import VocosConfig
 

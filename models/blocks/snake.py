@@ -5,13 +5,14 @@ the activation and the container names so each model keeps its published module 
 from __future__ import annotations
 
 import math
+import re
 from typing import Callable, Sequence
 
-from torch import nn
+from torch import Tensor, nn
 
 from codecstream.streaming import Residual, StreamingConv1d, StreamingConvTranspose1d, StreamingSequential
 
-__all__ = ["same_conv", "residual_unit", "build_snake_encoder", "build_snake_decoder"]
+__all__ = ["same_conv", "residual_unit", "build_snake_encoder", "build_snake_decoder", "hf_snake_codec_keys"]
 
 Activation = Callable[[int], nn.Module]
 
@@ -88,3 +89,39 @@ def build_snake_decoder(
     if final_tanh:
         layers.append(nn.Tanh())
     return StreamingSequential({outer: StreamingSequential(*layers)})
+
+
+_UNIT = {"snake1": 0, "conv1": 1, "snake2": 2, "conv2": 3}
+
+
+def hf_snake_codec_keys(
+    state: dict[str, Tensor], stages: int, *, encoder: str, decoder: str, inner: str
+) -> dict[str, Tensor]:
+    """Rename the Hugging Face layout of a DAC-style encoder/decoder (transformers' ``DacModel``,
+    diffusers' ``AutoencoderOobleck``: ``encoder.conv1``, ``block.{i}.res_unit{j}.conv1``, ...)
+    to the indexed layout of :mod:`.layers` (``{encoder}.N.{inner}.M...``); other keys pass."""
+    rules = [
+        (r"encoder\.conv1\.(.+)", lambda m: f"{encoder}.0.{m[1]}"),
+        (r"encoder\.block\.(\d+)\.res_unit(\d)\.(\w+)\.(.+)",
+         lambda m: f"{encoder}.{int(m[1]) + 1}.{inner}.{int(m[2]) - 1}.block.{_UNIT[m[3]]}.{m[4]}"),
+        (r"encoder\.block\.(\d+)\.(snake1|conv1)\.(.+)",
+         lambda m: f"{encoder}.{int(m[1]) + 1}.{inner}.{3 if m[2] == 'snake1' else 4}.{m[3]}"),
+        (r"encoder\.snake1\.(.+)", lambda m: f"{encoder}.{stages + 1}.{m[1]}"),
+        (r"encoder\.conv2\.(.+)", lambda m: f"{encoder}.{stages + 2}.{m[1]}"),
+        (r"decoder\.conv1\.(.+)", lambda m: f"{decoder}.0.{m[1]}"),
+        (r"decoder\.block\.(\d+)\.res_unit(\d)\.(\w+)\.(.+)",
+         lambda m: f"{decoder}.{int(m[1]) + 1}.{inner}.{int(m[2]) + 1}.block.{_UNIT[m[3]]}.{m[4]}"),
+        (r"decoder\.block\.(\d+)\.(snake1|conv_t1)\.(.+)",
+         lambda m: f"{decoder}.{int(m[1]) + 1}.{inner}.{0 if m[2] == 'snake1' else 1}.{m[3]}"),
+        (r"decoder\.snake1\.(.+)", lambda m: f"{decoder}.{stages + 1}.{m[1]}"),
+        (r"decoder\.conv2\.(.+)", lambda m: f"{decoder}.{stages + 2}.{m[1]}"),
+    ]
+    compiled = [(re.compile(pattern), rename) for pattern, rename in rules]
+    out: dict[str, Tensor] = {}
+    for key, value in state.items():
+        for pattern, rename in compiled:
+            if m := pattern.fullmatch(key):
+                key = rename(m)
+                break
+        out[key] = value
+    return out

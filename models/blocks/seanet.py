@@ -10,6 +10,8 @@ plain containers whose every layer sees the whole segment at once (see :class:`S
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import Tensor, nn
 
 from codecstream.streaming import (
@@ -19,10 +21,31 @@ from codecstream.streaming import (
     StreamingLSTM,
     StreamingSequential,
 )
+from codecstream.weights import rename_keys
 
-from .config import EncodecConfig
+__all__ = ["SeanetConfig", "build_encoder", "build_decoder", "seanet_keys", "SegmentConv", "SegmentResidual"]
 
-__all__ = ["build_encoder", "build_decoder", "SegmentConv", "SegmentResidual"]
+
+@dataclass(frozen=True)
+class SeanetConfig:
+    """The SEANet hyper-parameters (names as ``encodec.SEANetEncoder``; defaults: EnCodec 24 kHz).
+    :class:`~codecstream.models.encodec.SeanetConfig` extends it with the quantizer's."""
+
+    channels: int = 1
+    dimension: int = 128
+    n_filters: int = 32
+    n_residual_layers: int = 1
+    ratios: tuple[int, ...] = (8, 5, 4, 2)  # decoder order; the encoder uses them reversed
+    kernel_size: int = 7
+    last_kernel_size: int = 7
+    residual_kernel_size: int = 3
+    dilation_base: int = 2
+    causal: bool = True
+    pad_mode: str = "reflect"
+    true_skip: bool = False  # False: 1x1 conv shortcut in residual blocks
+    compress: int = 2
+    lstm_layers: int = 2
+    norm: str = "weight_norm"  # or "time_group_norm": GroupNorm(1, C) after every conv (48 kHz)
 
 
 class SegmentConv(nn.Module):
@@ -53,15 +76,15 @@ class SegmentResidual(nn.Module):
         return self.shortcut(x) + self.block(x)
 
 
-def _segmented(config: EncodecConfig) -> bool:
+def _segmented(config: SeanetConfig) -> bool:
     return config.norm == "time_group_norm"
 
 
-def _sequential(config: EncodecConfig, *layers: nn.Module) -> nn.Module:
+def _sequential(config: SeanetConfig, *layers: nn.Module) -> nn.Module:
     return nn.Sequential(*layers) if _segmented(config) else StreamingSequential(*layers)
 
 
-def _conv(config: EncodecConfig, c_in: int, c_out: int, kernel: int, stride: int = 1, dilation: int = 1) -> nn.Module:
+def _conv(config: SeanetConfig, c_in: int, c_out: int, kernel: int, stride: int = 1, dilation: int = 1) -> nn.Module:
     """EnCodec's ``SConv1d``: pad ``k_eff - stride`` (all left when causal, else split with the
     extra frame on the left), plus enough on the right to complete the last stride."""
     total = (kernel - 1) * dilation + 1 - stride
@@ -79,7 +102,7 @@ def _conv(config: EncodecConfig, c_in: int, c_out: int, kernel: int, stride: int
     return SegmentConv(conv, c_out) if _segmented(config) else conv
 
 
-def _conv_transpose(config: EncodecConfig, c_in: int, c_out: int, kernel: int, stride: int) -> nn.Module:
+def _conv_transpose(config: SeanetConfig, c_in: int, c_out: int, kernel: int, stride: int) -> nn.Module:
     """EnCodec's ``SConvTranspose1d``: crop ``k - stride`` samples, all at the end when causal."""
     total = kernel - stride
     end = total if config.causal else total // 2
@@ -88,7 +111,7 @@ def _conv_transpose(config: EncodecConfig, c_in: int, c_out: int, kernel: int, s
     return StreamingConvTranspose1d(c_in, c_out, kernel, stride=stride, trim=(total - end, end))
 
 
-def _resblock(config: EncodecConfig, dim: int, dilation: int) -> nn.Module:
+def _resblock(config: SeanetConfig, dim: int, dilation: int) -> nn.Module:
     hidden = dim // config.compress
     block = _sequential(
         config,
@@ -101,7 +124,7 @@ def _resblock(config: EncodecConfig, dim: int, dilation: int) -> nn.Module:
     return SegmentResidual(block, shortcut) if _segmented(config) else Residual(block, shortcut)
 
 
-def build_encoder(config: EncodecConfig) -> nn.Module:
+def build_encoder(config: SeanetConfig) -> nn.Module:
     """Audio ``[B, channels, T]`` → latents ``[B, dimension, ceil(T / hop)]``."""
     mult = 1
     layers: list[nn.Module] = [_conv(config, config.channels, config.n_filters, config.kernel_size)]
@@ -117,7 +140,7 @@ def build_encoder(config: EncodecConfig) -> nn.Module:
     return _sequential(config, *layers)
 
 
-def build_decoder(config: EncodecConfig) -> nn.Module:
+def build_decoder(config: SeanetConfig) -> nn.Module:
     """Latents ``[B, dimension, F]`` → audio ``[B, channels, F · hop]``."""
     mult = 2 ** len(config.ratios)
     layers: list[nn.Module] = [_conv(config, config.dimension, mult * config.n_filters, config.kernel_size)]
@@ -131,3 +154,38 @@ def build_decoder(config: EncodecConfig) -> nn.Module:
         mult //= 2
     layers += [nn.ELU(), _conv(config, config.n_filters, config.channels, config.last_kernel_size)]
     return _sequential(config, *layers)
+
+
+# Official (``encoder.model.N.conv.conv``) and transformers (``encoder.layers.N.conv``) names → ours.
+_OFFICIAL_RULES = [
+    (r"^(encoder|decoder)\.model\.", r"\1."),
+    (r"\.conv\.conv\.", "."),
+    (r"\.convtr\.convtr\.", "."),
+    (r"^quantizer\.vq\.layers\.(\d+)\._codebook\.", r"quantizer.layers.\1."),
+]
+_TRANSFORMERS_RULES = [
+    (r"^(encoder|decoder)\.layers\.", r"\1."),
+    (r"\.conv\.", "."),
+    (r"^quantizer\.layers\.(\d+)\.codebook\.", r"quantizer.layers.\1."),
+]
+# Time-group-norm models (48 kHz): a conv and its norm are siblings, ``X.conv`` and ``X.norm``.
+_OFFICIAL_NORM_RULES = [
+    (r"^(encoder|decoder)\.model\.", r"\1."),
+    (r"\.(conv|convtr)\.(conv|convtr)\.", ".conv."),
+    (r"\.(conv|convtr)\.norm\.", ".norm."),
+    (r"^quantizer\.vq\.layers\.(\d+)\._codebook\.", r"quantizer.layers.\1."),
+]
+_TRANSFORMERS_NORM_RULES = [
+    (r"^(encoder|decoder)\.layers\.", r"\1."),
+    (r"^quantizer\.layers\.(\d+)\.codebook\.", r"quantizer.layers.\1."),
+]
+
+
+def seanet_keys(state: dict[str, Tensor], *, time_group_norm: bool = False) -> dict[str, Tensor]:
+    """Rename an official or transformers SEANet (EnCodec) state dict to this plugin's keys (a state
+    dict already in plugin keys passes unchanged)."""
+    if any(k.startswith(("encoder.model.", "decoder.model.")) for k in state):
+        return rename_keys(state, _OFFICIAL_NORM_RULES if time_group_norm else _OFFICIAL_RULES)
+    if any(k.startswith(("encoder.layers.", "decoder.layers.")) for k in state):
+        return rename_keys(state, _TRANSFORMERS_NORM_RULES if time_group_norm else _TRANSFORMERS_RULES)
+    return dict(state)
