@@ -32,6 +32,7 @@ from .errors import ChannelError, ShapeError
 from .plugin import Codec
 from .streaming import StreamingModule
 from .streams import DecoderStream, EncoderStream
+from .windowed import WindowedDecoderStream
 
 __all__ = ["LatentAutoencoder", "LatentCodec", "LatentEncoderStream", "LatentDecoderStream", "clamp_length"]
 
@@ -42,6 +43,8 @@ class LatentCodec(Codec):
     (Vocos-EnCodec's summed code embeddings), and its decoder (by default). Codes are
     ``[B, latent_dim, frames]`` floats; the weights are the model's, shared.
     """
+
+    source: Codec
 
     def __init__(
         self,
@@ -70,14 +73,14 @@ class LatentCodec(Codec):
 
     @property
     def device(self) -> torch.device:
-        return self.source.device  # type: ignore[no-any-return]
+        return self.source.device
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.source.dtype  # type: ignore[no-any-return]
+        return self.source.dtype
 
     def end_padding(self, samples: int, options: Any) -> int:
-        return self.source.end_padding(samples, options)  # type: ignore[no-any-return]
+        return self.source.end_padding(samples, options)
 
 
 class LatentAutoencoder(nn.Module):
@@ -182,7 +185,7 @@ def _channels_first(x: Any, width: int, what: str, error: type[Exception]) -> Te
 class _TimeMajor:
     """What both latent streams share: the engine stream underneath, transposed at the edges."""
 
-    def __init__(self, stream: EncoderStream | DecoderStream) -> None:
+    def __init__(self, stream: EncoderStream | DecoderStream | WindowedDecoderStream) -> None:
         self.stream = stream
 
     @property
@@ -228,7 +231,7 @@ class LatentEncoderStream(_TimeMajor):
 
 
 class LatentDecoderStream(_TimeMajor):
-    def __init__(self, stream: DecoderStream, latent_dim: int) -> None:
+    def __init__(self, stream: DecoderStream | WindowedDecoderStream, latent_dim: int) -> None:
         super().__init__(stream)
         self.latent_dim = latent_dim
 

@@ -42,8 +42,8 @@ class Codec(nn.Module):
     - ``code_format``: a :class:`~codecstream.contract.CodeFormat` (how the codes are held).
 
     Optional: ``encoder_kind`` / ``decoder_kind`` (capabilities), ``option_specs()`` (the typed
-    options) with ``encoder_options()`` / ``decoder_options()`` (what the parts receive as
-    ``ctx.options``), ``end_padding()`` (zeros the encoder's input is padded with at the end),
+    options) with ``parse_encoder_options()`` / ``parse_decoder_options()`` (what the parts
+    receive as ``ctx.options``), ``end_padding()`` (zeros the encoder's input is padded with at the end),
     ``decoder_alignment``, ``default_context_frames`` (windowed mode), ``latents()``, and for an
     offline encoder or a windowed-only decoder ``encode_offline`` / ``decode_offline``.
 
@@ -94,14 +94,15 @@ class Codec(nn.Module):
         listed here. Streams validate against it before ``encoder_options`` runs."""
         return ()
 
-    def encoder_options(self, **options: Any) -> Any:
-        """Checked encoder options → what the parts get as ``ctx.options`` (default: the
-        options with their defaults filled in, or None when there are none)."""
-        return self._resolve("encoder", options)
+    def parse_encoder_options(self, values: dict[str, Any]) -> Any:
+        """Encoder options, checked against :meth:`option_specs` (unset ones absent or None) →
+        what the parts get as ``ctx.options`` (default: the values with their defaults filled
+        in, or None when the model has none). EnCodec turns ``bandwidth`` into a code-book count."""
+        return self._resolve("encoder", values)
 
-    def decoder_options(self, **options: Any) -> Any:
-        """Checked decoder options → what the parts get as ``ctx.options``."""
-        return self._resolve("decoder", options)
+    def parse_decoder_options(self, values: dict[str, Any]) -> Any:
+        """Decoder options, checked → what the parts get as ``ctx.options``."""
+        return self._resolve("decoder", values)
 
     def end_padding(self, samples: int, options: Any) -> int:
         """Zeros appended to the encoder's input at the end of a stream of ``samples`` samples
@@ -115,6 +116,14 @@ class Codec(nn.Module):
     def decode_offline(self, codes: Any) -> Tensor:
         """``decoder_kind == "windowed"``: audio of whole checked codes."""
         raise NotImplementedError(f"{self.name} declares a windowed decoder but has no decode_offline")
+
+    def encoder_options(self, **options: Any) -> Any:
+        """Check encoder options against the schema and parse them (what a stream's parts get)."""
+        return self.parse_encoder_options(check_options(self.option_specs(), options, side="encoder", what=self.name))
+
+    def decoder_options(self, **options: Any) -> Any:
+        """Check decoder options against the schema and parse them."""
+        return self.parse_decoder_options(check_options(self.option_specs(), options, side="decoder", what=self.name))
 
     def latents(self, **options: Any) -> "LatentAutoencoder":
         """This model's continuous latent space behind the time-major ``get_voco`` interface
@@ -188,7 +197,6 @@ class Codec(nn.Module):
         self._check_encoder()
         if self.encoder_kind == "offline":
             raise OptionError(f"{self.name}'s encoder needs the whole signal at once: call encode()")
-        check_options(self.option_specs(), options, side="encoder", what=self.name)
         return EncoderStream(self, batch_size, sample_rate=sample_rate, options=self.encoder_options(**options))
 
     def decoder_stream(
@@ -210,7 +218,7 @@ class Codec(nn.Module):
         latency for an error the caller measures (see :mod:`codecstream.windowed`).
         ``options`` are the model's decoder options (SNAC: ``noise``, ``noise_seed``).
         """
-        check_options(self.option_specs(), options, side="decoder", what=self.name)
+        parsed = self.decoder_options(**options)
         windowed = {"mode": mode, "lookahead_frames": lookahead_frames, "context_frames": context_frames, "block_frames": block_frames, "crossfade_frames": crossfade_frames}
         check_options(WINDOWED_OPTIONS, {k: v for k, v in windowed.items() if v is not None}, what=self.name)
         if mode == "exact" and self.decoder_kind != "exact":
@@ -221,14 +229,13 @@ class Codec(nn.Module):
         if mode == "exact":
             if lookahead_frames is not None or context_frames is not None or block_frames is not None or crossfade_frames:
                 raise OptionError("lookahead_frames, context_frames, block_frames and crossfade_frames need mode='windowed'")
-            return DecoderStream(self, batch_size, options=self.decoder_options(**options))
+            return DecoderStream(self, batch_size, options=parsed)
         if mode != "windowed":
             raise OptionError(f"mode must be 'exact' or 'windowed', got {mode!r}")
         if not self.windowed_decoding:
             raise OptionError(f"{self.name} streams exactly; mode={mode!r} does not apply")
         if lookahead_frames is None:
             raise OptionError("mode='windowed' needs lookahead_frames")
-        self.decoder_options(**options)  # the window decodes check them again; refuse early
         return WindowedDecoderStream(
             self,
             batch_size,
@@ -331,12 +338,11 @@ class Codec(nn.Module):
         if self.encoder_kind == "none":
             raise self.missing_encoder or OptionError(f"{self.name} has no encoder")
 
-    def _resolve(self, side: str, options: dict[str, Any]) -> dict[str, Any] | None:
+    def _resolve(self, side: str, values: dict[str, Any]) -> dict[str, Any] | None:
         specs = [option for option in self.option_specs() if option.side == side]
-        checked = check_options(specs, options, what=self.name)
         if not specs:
             return None
-        return {option.name: checked[option.name] if checked.get(option.name) is not None else option.default for option in specs}
+        return {option.name: values[option.name] if values.get(option.name) is not None else option.default for option in specs}
 
     def _default_context_frames(self, options: dict[str, Any]) -> int:
         if self.default_context_frames is not None:

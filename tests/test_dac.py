@@ -94,7 +94,7 @@ def test_decoder_latency_delivered_and_minimal(variant, expected, tmp_path):
     reference(config, tmp_path, seed=6)
     model = ours(tmp_path, config, torch.float64)
     stream = model.decoder_stream()
-    assert stream.latency == expected
+    assert stream.latency_samples == expected
     hop, frames = config.hop_length, 24
     codes = torch.randint(0, 1024, (1, config.n_codebooks, frames))
     counts, total = [], 0

@@ -218,22 +218,22 @@ def test_streaming_float32_tolerance(published):
 def test_reported_latency_is_what_the_streams_deliver(published64):
     model = published64
     encoder, decoder = model.encoder_stream(), model.decoder_stream()
-    assert (encoder.latency, encoder.startup_latency) == (320, 2240)
-    assert (decoder.latency, decoder.startup_latency) == (0, 1920)
+    assert (encoder.latency_samples, encoder.startup_latency_samples) == (320, 2240)
+    assert (decoder.latency_samples, decoder.startup_latency_samples) == (0, 1920)
     assert encoder.latency_ms == pytest.approx(13.333, abs=1e-3)
 
     released = encoder_release_points(model, 320 * 14)
-    assert released[0] == encoder.startup_latency  # frames 0..6 all come out at 2240
+    assert released[0] == encoder.startup_latency_samples  # frames 0..6 all come out at 2240
     assert released[:7] == [2240] * 7
     for j in range(7, 14):
-        assert released[j] == j * 320 + encoder.latency
+        assert released[j] == j * 320 + encoder.latency_samples
 
     codes = torch.randint(0, 1024, (1, 8, 14))
     counts = decoder_release_counts(model, codes)
     first = counts.index(next(c for c in counts if c > 0))
-    assert first * 320 == decoder.startup_latency  # frame 6 releases sample 0
+    assert first * 320 == decoder.startup_latency_samples  # frame 6 releases sample 0
     for g in range(first + 1, 14):
-        assert counts[g - 1] == g * 320 - decoder.latency  # frame g releases from g*hop - latency
+        assert counts[g - 1] == g * 320 - decoder.latency_samples  # frame g releases from g*hop - latency
 
 
 def test_latency_is_the_minimum_the_model_allows(published64):

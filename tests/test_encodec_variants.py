@@ -86,10 +86,10 @@ def test_32khz_latency_delivered_and_minimal(small32_64):
     model = small32_64
     hop = 640
     encoder, decoder = model.encoder_stream(), model.decoder_stream()
-    assert (encoder.latency, decoder.latency) == (3026, 2402)  # 74.6 ms of encoder lookahead past the hop
-    released = encoder_release_points(model, encoder.startup_latency + 6 * hop)
+    assert (encoder.latency_samples, decoder.latency_samples) == (3026, 2402)  # 74.6 ms of encoder lookahead past the hop
+    released = encoder_release_points(model, encoder.startup_latency_samples + 6 * hop)
     steady = [r - j * hop for j, r in enumerate(released)][3:]
-    assert max(steady) == encoder.latency and released[0] == encoder.startup_latency
+    assert max(steady) == encoder.latency_samples and released[0] == encoder.startup_latency_samples
     audio = torch.randn(1, 1, released[-1] + 4000, dtype=torch.float64)
     last = len(released) - 1
 
@@ -101,7 +101,7 @@ def test_32khz_latency_delivered_and_minimal(small32_64):
 
     codes = torch.randint(0, 64, (1, 4, 16))
     counts = decoder_release_counts(model, codes)
-    assert max(g * hop - counts[g - 1] for g in range(1, 16) if counts[g] > counts[g - 1]) == decoder.latency
+    assert max(g * hop - counts[g - 1] for g in range(1, 16) if counts[g] > counts[g - 1]) == decoder.latency_samples
 
 
 # -- 48 kHz -----------------------------------------------------------------------------
@@ -181,7 +181,7 @@ def test_48khz_streams_segment_by_segment_exactly(published48):
 def test_48khz_latency_is_one_segment(published48):
     _, model = published48
     encoder, decoder = model.encoder_stream(), model.decoder_stream()
-    assert (encoder.latency, decoder.latency) == (48_000, 0)
+    assert (encoder.latency_samples, decoder.latency_samples) == (48_000, 0)
     silence = torch.zeros(1, 2, 47_999)
     assert len(encoder.push(silence)) == 0
     assert len(encoder.push(torch.zeros(1, 2, 1))) == 1  # the segment's last sample releases it

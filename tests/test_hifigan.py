@@ -121,23 +121,23 @@ def test_resynthesis_of_real_speech(model, voice):
 @needs_weights
 def test_latency_is_delivered_and_minimal(model64):
     decoder, encoder = model64.decoder_stream(), model64.encoder_stream()
-    assert (encoder.latency, decoder.latency) == (640, 3258)
+    assert (encoder.latency_samples, decoder.latency_samples) == (640, 3258)
     mel = torch.randn(1, 80, 40, dtype=torch.float64)
     stream, counts, total = model64.decoder_stream(), [], 0
     for f in range(40):
         total += stream.push(mel[..., f : f + 1]).shape[-1]
         counts.append(total)
     first = next(i for i, c in enumerate(counts) if c)
-    assert first * 256 == decoder.startup_latency
+    assert first * 256 == decoder.startup_latency_samples
     for g in range(first + 1, 40):
-        assert counts[g - 1] == g * 256 - decoder.latency
+        assert counts[g - 1] == g * 256 - decoder.latency_samples
 
     def network(x):
         ctx = cs.StreamContext(1)
         return torch.cat([model64.decoder(x, ctx), model64.decoder.flush(ctx)], -1)
 
     for g in (first + 1, first + 7):
-        t = g * 256 - decoder.latency
+        t = g * 256 - decoder.latency_samples
         assert depends_on(network, mel, t, slice(g, g + 1))
         assert not depends_on(network, mel, t - 1, slice(g, None))
     released = encoder_release_points(model64, 256 * 6)

@@ -85,9 +85,9 @@ def test_streaming_equals_offline_float64(vocos_small, kind):
 def test_streams_report_the_codecs_latency(vocos_small, kind):
     voco = vocos_small[kind]
     encoder, decoder = voco.encoder_stream(), voco.decoder_stream()
-    assert encoder.latency == voco.codec.encoder_stream().latency
-    assert decoder.latency == voco.codec.decoder_stream().latency
-    assert decoder.latency_ms == pytest.approx(1000 * decoder.latency / voco.sampling_rate)
+    assert encoder.latency_samples == voco.codec.encoder_stream().latency_samples
+    assert decoder.latency_samples == voco.codec.decoder_stream().latency_samples
+    assert decoder.latency_ms == pytest.approx(1000 * decoder.latency_samples / voco.sampling_rate)
 
 
 def test_mel_parity_with_vocos():
@@ -162,7 +162,7 @@ def test_get_voco_at_published_size(name, latency):
         latents = voco.encode(audio)
         assert latents.shape == (1, voco.encode_length(7200), voco.latent_dim)
         assert voco.decode(latents).shape == (1, voco.decode_length(latents.shape[1]), 1)
-    assert voco.decoder_stream().latency == latency
+    assert voco.decoder_stream().latency_samples == latency
 
 
 def test_bad_input(vocos_small):

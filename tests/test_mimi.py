@@ -162,7 +162,7 @@ def test_streaming_equals_offline_float64(small64, chunking):
 def test_latency_one_frame_and_minimal(small64):
     model = small64
     encoder, decoder = model.encoder_stream(n_codebooks=5), model.decoder_stream()
-    assert (encoder.latency, decoder.latency) == (1920, 0)  # 80 ms, as kyutai state
+    assert (encoder.latency_samples, decoder.latency_samples) == (1920, 0)  # 80 ms, as kyutai state
     released = encoder_release_points(model, 1920 * 6, n_codebooks=5)
     assert released == [1920 * (j + 1) for j in range(6)]
     audio = torch.randn(1, 1, 1920 * 8, dtype=torch.float64)

@@ -207,7 +207,7 @@ def test_windowed_stream_converges_to_offline(small_hf):
     for lookahead in (0, 4, 60):
         stream = model.decoder_stream(mode="windowed", lookahead_frames=lookahead, context_frames=60, block_frames=5)
         parts = [stream.push(codes[..., i : i + 1]) for i in range(60)]
-        assert stream.latency == (lookahead + 5 - 1) * 480  # (R + B - 1) hops
+        assert stream.latency_samples == (lookahead + 5 - 1) * 480  # (R + B - 1) hops
         streamed = torch.cat(parts + [stream.flush()], dim=-1)
         assert streamed.shape == offline.shape
         errors.append(max_rel_error(streamed, offline))

@@ -161,7 +161,7 @@ def test_latency_delivered_and_minimal(small64):
     model = small64
     hop = 2048
     decoder = model.decoder_stream()
-    assert decoder.latency == 18981  # 9.3 latent frames of lookahead, as measured on the reference
+    assert decoder.latency_samples == 18981  # 9.3 latent frames of lookahead, as measured on the reference
     frames = 20
     latents = torch.randn(1, 4, frames, dtype=torch.float64)
     counts, total = [], 0
@@ -180,8 +180,8 @@ def test_latency_delivered_and_minimal(small64):
     assert not depends_on(network, latents, first - 1, slice(g, None))
 
     encoder = model.encoder_stream()
-    released = encoder_release_points(model, encoder.latency + 3 * hop)
-    assert [r - j * hop for j, r in enumerate(released)] == [encoder.latency] * len(released)
+    released = encoder_release_points(model, encoder.latency_samples + 3 * hop)
+    assert [r - j * hop for j, r in enumerate(released)] == [encoder.latency_samples] * len(released)
     audio = torch.randn(1, 2, released[-1] + hop, dtype=torch.float64)
     last = len(released) - 1
     assert depends_on(model.encoder, audio, last, slice(released[-1] - 1, released[-1]))

@@ -97,7 +97,7 @@ def test_installed_plugin_is_found_and_streams(tiny_plugin):
     decoded = model.decode(codes)
     assert decoded.shape == (1, 1, 100)
     assert torch.allclose(stream_all(model.decoder_stream(), codes, chunk_sizes(25, "ones")), decoded, atol=1e-12)
-    assert model.encoder_stream().latency == 4  # a whole hop; the conv needs no lookahead
+    assert model.encoder_stream().latency_samples == 4  # a whole hop; the conv needs no lookahead
     # The plugin is a constructor and parts: it implements no hook of its own.
     assert [name for name, value in vars(type(model)).items() if callable(value)] == ["__init__"]
-    assert model.decoder_stream().latency == 0
+    assert model.decoder_stream().latency_samples == 0

@@ -181,7 +181,7 @@ def test_latency_is_delivered_and_minimal(variant, decoder_latency):
     model = ours_like(random_reference(config, seed=10), config)
     hop = config.hop_length
     decoder = model.decoder_stream(noise=False)
-    assert decoder.latency == decoder_latency
+    assert decoder.latency_samples == decoder_latency
     frames = 3 * (config.attn_window_size or 8) + 8
     codes = [torch.randint(0, 4096, (1, frames // s)) for s in config.vq_strides]
     stream = model.decoder_stream(noise=False)
@@ -190,9 +190,9 @@ def test_latency_is_delivered_and_minimal(variant, decoder_latency):
         total += stream.push(model.slice_codes(codes, f, f + 1)).shape[-1]
         counts.append(total)
     first = next(i for i, c in enumerate(counts) if c > 0)
-    assert first * hop == decoder.startup_latency
+    assert first * hop == decoder.startup_latency_samples
     latencies = [g * hop - counts[g - 1] for g in range(first + 1, frames) if counts[g] > counts[g - 1]]
-    assert max(latencies) == decoder.latency  # the worst case is what is reported
+    assert max(latencies) == decoder.latency_samples  # the worst case is what is reported
 
     latents = model.quantizer.latents(codes).detach()
 
@@ -211,8 +211,8 @@ def test_latency_is_delivered_and_minimal(variant, decoder_latency):
     # before the release, and on nothing after it.
     encoder = model.encoder_stream()
     block = config.vq_strides[0]
-    audio = torch.randn(1, 1, encoder.latency + 8 * block * hop, dtype=torch.float64) * 0.2
-    assert first_release(model, block) == encoder.startup_latency
+    audio = torch.randn(1, 1, encoder.latency_samples + 8 * block * hop, dtype=torch.float64) * 0.2
+    assert first_release(model, block) == encoder.startup_latency_samples
     for b in (0, 1, 5):
         release = first_release(model, b * block + 1)
         frames = slice(b * block, (b + 1) * block)
@@ -233,9 +233,9 @@ def test_encoder_release_points():
     model = ours_like(random_reference(config, seed=11), config)
     stream = model.encoder_stream()
     released = encoder_release_points(model, 11_000)[::4]  # code blocks of 4 latent frames
-    assert released[0] == stream.startup_latency == 6805
+    assert released[0] == stream.startup_latency_samples == 6805
     assert [r - released[0] for r in released] == [0, 2048, 4096]  # one coarse block per 2048 samples
-    assert released[1] - 4 * 512 == stream.latency
+    assert released[1] - 4 * 512 == stream.latency_samples
 
 
 @pytest.fixture(scope="module")

@@ -208,7 +208,7 @@ def test_decoder_latency_is_delivered_and_minimal(config, hop, latency, startup)
     window's zero first sample lets each frame release one sample beyond its hop."""
     model = small_model(dataclasses.replace(config, num_layers=8), seed=0)
     stream = model.decoder_stream()
-    assert (stream.latency, stream.startup_latency) == (latency, startup)
+    assert (stream.latency_samples, stream.startup_latency_samples) == (latency, startup)
     frames = 40
     codes = torch.randn(1, 100, frames, dtype=torch.float64) if config.features == "mel" else torch.randint(0, 1024, (1, 8, frames))
     counts = decoder_release_counts(model, codes)
@@ -234,7 +234,7 @@ def test_decoder_latency_is_delivered_and_minimal(config, hop, latency, startup)
 def test_mel_encoder_latency():
     model = small_model(SMALL_MEL, seed=1)
     stream = model.encoder_stream()
-    assert (stream.latency, stream.startup_latency) == (512, 513)
+    assert (stream.latency_samples, stream.startup_latency_samples) == (512, 513)
     released = encoder_release_points(model, 256 * 8)
     assert released[0] == 513
     assert released[1:6] == [256 * j + 512 for j in range(1, 6)]

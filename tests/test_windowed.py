@@ -36,7 +36,7 @@ def mel(hifigan):
 
 def test_hifigan_error_vanishes_with_enough_context(hifigan, mel):
     exact = hifigan.decode(mel)
-    rf = -(-hifigan.decoder_stream().latency // 256)  # 13 frames each side
+    rf = -(-hifigan.decoder_stream().latency_samples // 256)  # 13 frames each side
     errors, snr = {}, {}
     for lookahead in (0, 2, rf):
         out, _ = windowed(hifigan, mel, lookahead_frames=lookahead, context_frames=rf, block_frames=4)
@@ -61,7 +61,7 @@ def test_reported_latency_is_delivered(hifigan, mel, lookahead, block, fade):
         assert total == stream.samples_after(f + 1)
     released = [(g, counts[g - 1] if g else 0) for g in range(mel.shape[-1]) if counts[g] > (counts[g - 1] if g else 0)]
     worst = max(g * 256 - first for g, first in released)  # each push's first new sample
-    assert worst == stream.latency == (lookahead + block - 1 + fade) * 256
+    assert worst == stream.latency_samples == (lookahead + block - 1 + fade) * 256
 
 
 def test_codec_decoder_windowed_is_exact_with_enough_context():
@@ -73,7 +73,7 @@ def test_codec_decoder_windowed_is_exact_with_enough_context():
     exact = torch.cat([quiet.push(codes), quiet.flush()], -1)
     good, stream = windowed(model, codes, 4, lookahead_frames=12, context_frames=12, block_frames=4, noise=False)
     assert float((good - exact).abs().max()) <= 1e-9
-    assert stream.latency == (12 + 3) * 512
+    assert stream.latency_samples == (12 + 3) * 512
     poor, _ = windowed(model, codes, 4, lookahead_frames=0, context_frames=4, block_frames=4, noise=False)
     assert float((poor - exact).abs().max()) > 1e-4
 

@@ -3,7 +3,7 @@ code-books; streamed exactly (every conv is zero-padded and 'same')."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from codecstream.contract import CodeLevel, IndexCodes, Length, TokenSpec, clamp_length
 from codecstream.errors import OptionError
 from codecstream.latents import LatentAutoencoder, LatentCodec
-from codecstream.options import Option
+from codecstream.options import Option, check_options
 from codecstream.plugin import Codec
 from codecstream.streaming import StreamingSequential
 from codecstream.streaming.pointwise import Snake1d
@@ -51,22 +51,27 @@ class ResidualVQ(nn.Module):
             VectorQuantize(config.hidden_size, config.codebook_size, config.codebook_dim, 1) for _ in range(config.n_codebooks)
         )
 
+    @property
+    def levels(self) -> list[VectorQuantize]:
+        return cast("list[VectorQuantize]", list(self.quantizers))
+
     def encode(self, latents: Tensor, n_codebooks: int) -> Tensor:
         if latents.shape[-1] == 0:  # torch convs refuse empty input
             return latents.new_zeros(latents.shape[0], n_codebooks, 0, dtype=torch.long)
         residual, codes = latents, []
-        for quantizer in self.quantizers[:n_codebooks]:
+        for quantizer in self.levels[:n_codebooks]:
             indices = quantizer.nearest(quantizer.in_proj(residual))
             residual = residual - quantizer.embed(indices)
             codes.append(indices)
         return torch.stack(codes, dim=1)
 
     def decode(self, codes: Tensor) -> Tensor:
+        levels = self.levels
         if codes.shape[-1] == 0:
-            return self.quantizers[0].out_proj.weight.new_zeros(codes.shape[0], self.quantizers[0].out_proj.out_channels, 0)
+            return levels[0].out_proj.weight.new_zeros(codes.shape[0], levels[0].out_proj.out_channels, 0)
         total: Tensor | float = 0.0
         for k in range(codes.shape[1]):
-            total = total + self.quantizers[k].embed(codes[:, k])
+            total = total + levels[k].embed(codes[:, k])
         assert isinstance(total, Tensor)
         return total
 
@@ -91,8 +96,9 @@ class DacCodec(Codec):
     def option_specs(self) -> tuple[Option, ...]:
         return (Option("n_codebooks", "encoder", int, "code-books to emit (default: all)", 1, self.config.n_codebooks),)
 
-    def encoder_options(self, *, n_codebooks: int | None = None) -> int:
+    def parse_encoder_options(self, values: dict[str, Any]) -> int:
         """``n_codebooks``: how many code-books to emit (1 .. n_codebooks; default all)."""
+        n_codebooks = values.get("n_codebooks")
         if n_codebooks is None:
             return self.config.n_codebooks
         if not isinstance(n_codebooks, int) or not 1 <= n_codebooks <= self.config.n_codebooks:
@@ -109,9 +115,10 @@ class DacCodec(Codec):
             frames = clamp_length(frames * stride - stride % 2)
         return frames
 
-    def latents(self) -> LatentAutoencoder:
+    def latents(self, **options: Any) -> LatentAutoencoder:
         """The encoder's output before quantisation as continuous latents ``[B, L, hidden]``,
         decoded by the DAC decoder (the sum of quantised vectors is what it was trained on)."""
+        check_options((), options, what=f"{self.name} latents")
         hop = self.hop_length
         return LatentAutoencoder(
             LatentCodec(self, latent_dim=self.config.hidden_size), latent_dim=self.config.hidden_size,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from codecstream.contract import CodeLevel, IndexCodes, TokenSpec
 from codecstream.errors import OptionError
 from codecstream.options import Option
@@ -47,9 +49,10 @@ class EncodecCodec(Codec):
         bandwidths = tuple(float(b) for b in self.config.target_bandwidths)
         return (Option("bandwidth", "encoder", float, "target bit-rate in kbps (default: the highest)", choices=bandwidths),)
 
-    def encoder_options(self, *, bandwidth: float | None = None) -> int:
+    def parse_encoder_options(self, values: dict[str, Any]) -> int:
         """``bandwidth`` in kbps, one of ``config.target_bandwidths`` (None: the highest) → the
         code-book count the quantizer emits."""
+        bandwidth = values.get("bandwidth")
         if bandwidth is None:
             return self.config.num_codebooks
         if float(bandwidth) not in self.config.target_bandwidths:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -10,6 +12,8 @@ __all__ = ["ResidualVQ"]
 
 
 class Codebook(nn.Module):
+    embed: Tensor
+
     def __init__(self, codebook_size: int, dim: int) -> None:
         super().__init__()
         self.register_buffer("embed", torch.randn(codebook_size, dim))
@@ -32,12 +36,16 @@ class ResidualVQ(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(Codebook(codebook_size, dim) for _ in range(num_codebooks))
 
+    @property
+    def codebooks(self) -> list[Codebook]:
+        return cast("list[Codebook]", list(self.layers))
+
     def encode(self, latents: Tensor, num_codebooks: int) -> Tensor:
         """``[B, dim, T]`` latents → ``[B, num_codebooks, T]`` int64 codes."""
         batch, dim, frames = latents.shape
         residual = latents.transpose(1, 2).reshape(-1, dim)
         codes = []
-        for layer in self.layers[:num_codebooks]:
+        for layer in self.codebooks[:num_codebooks]:
             embed_t, embed_norms = layer.transposed()
             # The reference's expression, term for term, so float32 ties resolve the same way.
             distance = -(residual.pow(2).sum(1, keepdim=True) - 2 * residual @ embed_t + embed_norms)
@@ -50,6 +58,6 @@ class ResidualVQ(nn.Module):
         """``[B, K, T]`` codes → ``[B, dim, T]``: the sum of each level's code-words."""
         out: Tensor | float = 0.0
         for k in range(codes.shape[1]):
-            out = out + F.embedding(codes[:, k], self.layers[k].embed)
+            out = out + F.embedding(codes[:, k], self.codebooks[k].embed)
         assert isinstance(out, Tensor)
         return out.transpose(1, 2)

@@ -62,7 +62,7 @@ def package_model(config: EncodecConfig) -> Any:
     from encodec.modules import SEANetDecoder, SEANetEncoder
     from encodec.quantization import ResidualVectorQuantizer
 
-    common = dict(
+    common: dict[str, Any] = dict(
         channels=config.channels, dimension=config.dimension, n_filters=config.n_filters,
         n_residual_layers=config.n_residual_layers, ratios=list(config.ratios), norm=config.norm,
         kernel_size=config.kernel_size, last_kernel_size=config.last_kernel_size,

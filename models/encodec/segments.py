@@ -70,7 +70,10 @@ class SegmentFormat(CodeFormat):
     """:class:`SegmentCodes` (or a list of ``(codes, scale)`` pairs); frames are segments."""
 
     def __init__(self, config: EncodecConfig) -> None:
+        if config.segment_length is None:
+            raise ValueError("segment codes need a config with segment_s")
         self.config = config
+        self.segment_frames = config.segment_length // config.hop_length  # frames of every segment but the last
 
     def empty(self, batch_size: int, options: Any, *, device: torch.device, dtype: torch.dtype) -> SegmentCodes:
         return SegmentCodes((), (), batch_size)
@@ -129,10 +132,9 @@ class SegmentFormat(CodeFormat):
                 segment, codebook_size=config.codebook_size, max_codebooks=config.num_codebooks,
                 device=device, batch_size=batch_size, what=f"segment {index} codes",
             )
-            if index < len(codes) - 1 and segment.shape[-1] != config.segment_length // config.hop_length:
+            if index < len(codes) - 1 and segment.shape[-1] != self.segment_frames:
                 raise ShapeError(
-                    f"segment {index} has {segment.shape[-1]} frames; every segment but the last has "
-                    f"{config.segment_length // config.hop_length}"
+                    f"segment {index} has {segment.shape[-1]} frames; every segment but the last has {self.segment_frames}"
                 )
             checked.append(segment)
             scales.append(self._check_scale(scale, segment.shape[0], index, model, device, dtype))
@@ -169,6 +171,8 @@ class DecoderState(StreamState):
 
 class SegmentEncoder(StreamingModule[EncoderState]):
     """Audio → :class:`SegmentCodes`, a segment as soon as its last sample is in."""
+
+    codec: "EncodecSegmentCodec"
 
     def __init__(self, codec: "EncodecSegmentCodec") -> None:
         super().__init__()
@@ -212,6 +216,8 @@ class SegmentEncoder(StreamingModule[EncoderState]):
 
 class SegmentDecoder(StreamingModule[DecoderState]):
     """:class:`SegmentCodes` → audio, each segment's samples up to the next one's start."""
+
+    codec: "EncodecSegmentCodec"
 
     def __init__(self, codec: "EncodecSegmentCodec") -> None:
         super().__init__()
@@ -269,7 +275,7 @@ class EncodecSegmentCodec(EncodecCodec):
         if config.segment_length is None or config.segment_stride is None:
             raise ValueError("EncodecSegmentCodec needs a config with segment_s")
         super().__init__(config, name=name)
-        self.segment_length = config.segment_length
+        self.segment_length: int = config.segment_length
         self.hop_length = config.segment_stride
         self.code_format = SegmentFormat(config)
         # Decoded samples of a whole segment (its frames times the code hop).

@@ -26,6 +26,9 @@ class MimiCodec(Codec):
     The encoder pads the audio with zeros to a whole frame at the end, as the reference.
     """
 
+    _encoder_path: StreamingSequential
+    _decoder_path: StreamingSequential
+
     def __init__(self, config: MimiConfig, name: str = "mimi") -> None:
         super().__init__()
         self.config = config
@@ -35,7 +38,7 @@ class MimiCodec(Codec):
         self.hop_length = config.hop_length
         self.token_spec = TokenSpec(levels=(CodeLevel(config.num_codebooks, config.codebook_size, config.hop_length, config.sample_rate),))
         self.code_format = IndexCodes(config.codebook_size, config.num_codebooks, default_codebooks=config.default_codebooks)
-        transformer = dict(
+        transformer: dict[str, Any] = dict(
             num_heads=config.num_heads, num_layers=config.num_layers, ff_dim=config.ff_dim, context=config.context,
             layer_scale=config.layer_scale, max_period=config.max_period,
         )
@@ -55,17 +58,18 @@ class MimiCodec(Codec):
 
     @property
     def encoder_path(self) -> StreamingModule:
-        return self._encoder_path  # type: ignore[no-any-return]
+        return self._encoder_path
 
     @property
     def decoder_path(self) -> StreamingModule:
-        return self._decoder_path  # type: ignore[no-any-return]
+        return self._decoder_path
 
     def option_specs(self) -> tuple[Option, ...]:
         return (Option("n_codebooks", "encoder", int, f"code-books to emit (default {self.config.default_codebooks})", 1, self.config.num_codebooks),)
 
-    def encoder_options(self, *, n_codebooks: int | None = None) -> int:
+    def parse_encoder_options(self, values: dict[str, Any]) -> int:
         """``n_codebooks``: code-books to emit, 1 to 32 (default 8)."""
+        n_codebooks = values.get("n_codebooks")
         if n_codebooks is None:
             return self.config.default_codebooks
         if not isinstance(n_codebooks, int) or not 1 <= n_codebooks <= self.config.num_codebooks:

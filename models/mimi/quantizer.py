@@ -4,6 +4,8 @@ their projected outputs."""
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -14,6 +16,8 @@ __all__ = ["SplitResidualVQ"]
 class Codebook(nn.Module):
     """``embed``: ``[codebook_size, dim]`` code-words (published files store ``embedding_sum``
     and ``cluster_usage``; the reader divides them)."""
+
+    embed: Tensor
 
     def __init__(self, codebook_size: int, dim: int) -> None:
         super().__init__()
@@ -33,20 +37,27 @@ class ResidualVQ(nn.Module):
         self.output_proj = nn.Conv1d(dim, latent_dim, 1, bias=False)
         self.layers = nn.ModuleList(Codebook(codebook_size, dim) for _ in range(num_codebooks))
 
+    @property
+    def codebooks(self) -> list[Codebook]:
+        return cast("list[Codebook]", list(self.layers))
+
     def encode(self, latents: Tensor, num_codebooks: int) -> Tensor:
         """``[B, latent, T]`` → ``[B, num_codebooks, T]``."""
         batch, _, frames = latents.shape
         residual = self.input_proj(latents).transpose(1, 2).reshape(batch * frames, -1)
         codes = []
-        for layer in self.layers[:num_codebooks]:
+        for layer in self.codebooks[:num_codebooks]:
             index = layer.nearest(residual)
             residual = residual - F.embedding(index, layer.embed)
             codes.append(index.view(batch, frames))
         return torch.stack(codes, dim=1)
 
     def decode(self, codes: Tensor) -> Tensor:
-        total = sum(F.embedding(codes[:, k], self.layers[k].embed) for k in range(codes.shape[1]))
-        return self.output_proj(total.transpose(1, 2))  # type: ignore[union-attr]
+        books = self.codebooks
+        total = F.embedding(codes[:, 0], books[0].embed)
+        for k in range(1, codes.shape[1]):
+            total = total + F.embedding(codes[:, k], books[k].embed)
+        return self.output_proj(total.transpose(1, 2))  # type: ignore[no-any-return]
 
 
 class SplitResidualVQ(nn.Module):

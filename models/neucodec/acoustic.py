@@ -37,6 +37,8 @@ class AliasFreeSnakeBeta(nn.Module):
     """Up-sample 2x (replicate-padded transposed FIR), Snake-β, low-pass and decimate 2x
     (replicate-padded FIR). ``act`` holds the Snake-β parameters; the filters are fixed."""
 
+    taps: Tensor
+
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.act = SnakeBeta(channels)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from codecstream.contract import CodeLevel, IndexCodes, TokenSpec
+from codecstream.contract import CodeLevel, DecoderKind, EncoderKind, IndexCodes, TokenSpec
 from codecstream.errors import OptionError
 from codecstream.plugin import Codec
 
@@ -38,8 +38,9 @@ class NeuCodecCodec(Codec):
     ``[B, 1, frames · 480]`` at 24 kHz. ``config.with_encoder=False`` builds the decoder alone
     (a checkpoint without the w2v-BERT weights, or to save memory)."""
 
-    encoder_kind = "offline"
-    decoder_kind = "windowed"
+    encoder_kind: EncoderKind = "offline"
+    decoder_kind: DecoderKind = "windowed"
+    mel_filters: Tensor
     default_context_frames = DEFAULT_CONTEXT_FRAMES
 
     def __init__(self, config: NeuCodecConfig, name: str = "neucodec") -> None:

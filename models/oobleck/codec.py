@@ -10,7 +10,7 @@ from torch import Tensor
 
 from codecstream.contract import FeatureCodes, clamp_length
 from codecstream.latents import LatentAutoencoder
-from codecstream.options import Option
+from codecstream.options import Option, check_options
 from codecstream.plugin import Codec
 from codecstream.streaming import StreamingSequential
 from codecstream.streaming.pointwise import SnakeBeta
@@ -80,8 +80,9 @@ class OobleckCodec(Codec):
     def end_padding(self, samples: int, options: Any) -> int:
         return -samples % self.hop_length if options["pad_end"] else 0
 
-    def latents(self) -> LatentAutoencoder:
+    def latents(self, **options: Any) -> LatentAutoencoder:
         """The posterior mean as continuous latents ``[B, L, 64]``, the end padded to a whole hop."""
+        check_options((), options, what=f"{self.name} latents")
         hop = self.hop_length
         return LatentAutoencoder(
             self, latent_dim=self.latent_dim, encoder_options={"pad_end": True},

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from codecstream.models.blocks.snake import hf_snake_codec_keys
 from codecstream.contract import Reference
@@ -32,8 +32,9 @@ def reference_model(model: OobleckCodec) -> Any:
     def to_plugin(state: dict[str, Tensor]) -> dict[str, Tensor]:
         return hf_snake_codec_keys(state, stages, encoder="encoder.layers", decoder="decoder.layers", inner="layers")
 
-    reference.load_state_dict(export_state(model.state_dict(), reference.state_dict(), to_plugin))
-    return reference.to(device=model.device, dtype=model.dtype).eval()
+    module = cast(nn.Module, reference)  # diffusers' models are nn.Modules its types do not show as such
+    module.load_state_dict(export_state(model.state_dict(), module.state_dict(), to_plugin))
+    return module.to(device=model.device, dtype=model.dtype).eval()
 
 
 def reference_roundtrip(model: OobleckCodec, audio: Tensor, latents: Any, options: dict[str, Any]) -> Reference:

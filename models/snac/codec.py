@@ -81,6 +81,9 @@ class SnacCodes(CodeFormat):
 class SnacEncoderPath(StreamingModule):
     """Audio → codes: the encoder, then the quantizer a whole coarsest block at a time."""
 
+    encoder: StreamingModule
+    quantizer: SnacQuantizer
+
     def __init__(self, encoder: StreamingModule, quantizer: SnacQuantizer) -> None:
         super().__init__()
         object.__setattr__(self, "encoder", encoder)  # the codec's modules, not this one's
@@ -106,6 +109,9 @@ class DecoderPathState(StreamState):
 class SnacDecoderPath(StreamingModule[DecoderPathState]):
     """Codes → audio: latent frames as soon as every level's codes for them are in, then the
     decoder, its noise keyed on the stream's ``noise_seed`` (``ctx.options``)."""
+
+    quantizer: SnacQuantizer
+    decoder: StreamingModule
 
     def __init__(self, quantizer: SnacQuantizer, decoder: StreamingModule, strides: Sequence[int]) -> None:
         super().__init__()
@@ -200,7 +206,8 @@ class SnacCodec(Codec):
             Option("noise_seed", "decoder", int, "seed of the positional noise", 0, 2**31 - 1, default=0),
         )
 
-    def decoder_options(self, *, noise: bool = True, noise_seed: int = 0) -> int | None:
+    def parse_decoder_options(self, values: dict[str, Any]) -> int | None:
         """``noise``: SNAC's noise injection, keyed on sample position by ``noise_seed``."""
+        noise = values.get("noise", True) is not False
         has_noise = any(isinstance(m, NoiseBlock) for m in self.decoder.modules())
-        return int(noise_seed) if noise and has_noise else None
+        return int(values.get("noise_seed") or 0) if noise and has_noise else None

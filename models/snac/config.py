@@ -47,7 +47,7 @@ class SnacConfig:
         if unknown:
             raise CheckpointMismatchError(f"config.json has keys SNAC does not have: {unknown}")
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-        config = cls(**values)
+        config = cls(**values)  # type: ignore[arg-type]  # field types are checked by the use below and at build
         if math.prod(config.encoder_rates) != math.prod(config.decoder_rates):
             raise CheckpointMismatchError("encoder and decoder rates give different hop lengths")
         return config

@@ -4,6 +4,7 @@ similarity in a factorised 8-dim space, so one code covers ``S_l`` latent frames
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +43,10 @@ class SnacQuantizer(nn.Module):
         self.quantizers = nn.ModuleList(VectorQuantize(latent, codebook_size, codebook_dim, s) for s in strides)
 
     @property
+    def levels(self) -> list[VectorQuantize]:
+        return cast("list[VectorQuantize]", list(self.quantizers))
+
+    @property
     def block(self) -> int:
         return self.strides[0]
 
@@ -51,7 +56,7 @@ class SnacQuantizer(nn.Module):
             return [torch.zeros(latents.shape[0], 0, dtype=torch.long, device=latents.device) for _ in self.strides]
         residual = latents
         codes = []
-        for quantizer in self.quantizers:
+        for quantizer in self.levels:
             pooled = F.avg_pool1d(residual, quantizer.stride, quantizer.stride) if quantizer.stride > 1 else residual
             indices = quantizer.nearest(quantizer.in_proj(pooled))
             residual = residual - quantizer.embed(indices)
@@ -68,7 +73,7 @@ class SnacQuantizer(nn.Module):
     def latents(self, codes: list[Tensor]) -> Tensor:
         """Whole codes (level lengths in the stride ratios) → ``[B, latent, frames]``."""
         total: Tensor | float = 0.0
-        for quantizer, level in zip(self.quantizers, codes):
+        for quantizer, level in zip(self.levels, codes):
             total = total + quantizer.embed(level)
         assert isinstance(total, Tensor)
         return total
@@ -84,12 +89,12 @@ class SnacQuantizer(nn.Module):
         done = uniform(state.frames, "latent frames")
         starts = [done % s for s in self.strides]
         ready = min(level.shape[-1] * s - start for level, s, start in zip(pending, self.strides, starts))
-        weight = self.quantizers[0].out_proj.weight
+        weight = self.levels[0].out_proj.weight
         if ready <= 0:
             state.pending = pending
             return weight.new_zeros(pending[0].shape[0], weight.shape[0], 0)
         total: Tensor | float = 0.0
-        for index, (quantizer, level, start) in enumerate(zip(self.quantizers, pending, starts)):
+        for index, (quantizer, level, start) in enumerate(zip(self.levels, pending, starts)):
             touched = -(-(start + ready) // quantizer.stride)
             total = total + quantizer.embed(level[:, :touched])[..., start : start + ready]
             pending[index] = level[:, (start + ready) // quantizer.stride :]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -11,7 +12,7 @@ from torch import Tensor
 from codecstream.contract import CodeLevel, FeatureCodes, IndexCodes, TokenSpec, clamp_length
 from codecstream.errors import OptionError, WeightsUnavailableError
 from codecstream.latents import LatentAutoencoder, LatentCodec
-from codecstream.options import Option
+from codecstream.options import Option, check_options
 from codecstream.plugin import Codec
 from codecstream.streaming import StreamContext, StreamingModule, StreamingSequential
 from codecstream.streaming.module import StreamState
@@ -65,8 +66,9 @@ class VocosMel(_Vocos):
         )
         self.code_format = FeatureCodes(config.n_mels, "log-mel features")
 
-    def latents(self) -> LatentAutoencoder:
+    def latents(self, **options: Any) -> LatentAutoencoder:
         """The log-mel features as continuous latents ``[B, L, n_mels]``."""
+        check_options((), options, what=f"{self.name} latents")
         config, hop = self.config, self.config.hop_length
         pad = self.encoder.padding[0] + self.encoder.padding[1]
         trim = hop if config.padding == "center" else 0  # the ISTFT head's centre padding
@@ -88,6 +90,10 @@ class VocosEncodec(_Vocos):
     less the Hann window's zero first sample); encoder: EnCodec's 320 samples.
     """
 
+    codebook_weights: Tensor
+    encodec_encoder: StreamingModule
+    encodec_quantizer: ResidualVQ
+
     def __init__(self, config: VocosConfig, name: str = "vocos-encodec") -> None:
         super().__init__(config, name)
         encodec = ENCODEC_24KHZ
@@ -103,10 +109,10 @@ class VocosEncodec(_Vocos):
         )
         self.register_buffer("codebook_weights", torch.randn(self.max_codebooks * self.codebook_size, encodec.dimension))
         if config.with_encodec_encoder:
-            self.encodec_encoder = build_encoder(encodec)
+            self.encodec_encoder = cast(StreamingModule, build_encoder(encodec))  # causal 24 kHz: streams
             self.encodec_quantizer = ResidualVQ(encodec.num_codebooks, encodec.codebook_size, encodec.dimension)
             with torch.no_grad():  # random models: the decoder's table is EnCodec's code-books, as published
-                table = torch.cat([layer.embed for layer in self.encodec_quantizer.layers[: self.max_codebooks]])
+                table = torch.cat([layer.embed for layer in self.encodec_quantizer.codebooks[: self.max_codebooks]])
                 self.codebook_weights.copy_(table)
         else:
             self.encoder_kind = "none"
@@ -129,8 +135,9 @@ class VocosEncodec(_Vocos):
         bandwidths = tuple(float(b) for b in self.config.bandwidths)
         return (Option("bandwidth", "encoder", float, "bit-rate of the EnCodec codes in kbps (default: the highest)", choices=bandwidths),)
 
-    def encoder_options(self, *, bandwidth: float | None = None) -> int:
+    def parse_encoder_options(self, values: dict[str, Any]) -> int:
         """``bandwidth`` in kbps, one of ``config.bandwidths`` (None: the highest, 12 kbps)."""
+        bandwidth = values.get("bandwidth")
         if bandwidth is None:
             return self.max_codebooks
         if float(bandwidth) not in self.books_per_bandwidth:
@@ -149,10 +156,11 @@ class VocosEncodec(_Vocos):
         """The AdaLayerNorm condition for codes of ``num_codebooks`` code-books."""
         return sorted(self.books_per_bandwidth.values()).index(num_codebooks)
 
-    def latents(self, *, bandwidth: float = 6.0) -> LatentAutoencoder:
+    def latents(self, *, bandwidth: float = 6.0, **options: Any) -> LatentAutoencoder:
         """The summed code embeddings at ``bandwidth`` kbps as continuous latents ``[B, L, 128]``:
         any ``[B, 128, F]`` sums decode (a generative model's output need not be a code sum),
         the backbone conditioned on that bandwidth."""
+        check_options((), options, what=f"{self.name} latents")
         books, hop, dim = self.encoder_options(bandwidth=bandwidth), self.hop_length, int(self.codebook_weights.shape[1])
         codec = LatentCodec(
             self, latent_dim=dim,
@@ -168,6 +176,8 @@ class VocosEncodec(_Vocos):
 class _EncodecEncoder(StreamingModule):
     """Audio → EnCodec codes (``num_codebooks``, or the stream's ``ctx.options``), or their
     summed Vocos embeddings with ``features=True``."""
+
+    vocos: VocosEncodec
 
     def __init__(self, vocos: VocosEncodec, num_codebooks: int | None = None, *, features: bool = False) -> None:
         super().__init__()
@@ -200,6 +210,8 @@ class ConditionedState(StreamState):
 class _ConditionedDecoder(StreamingModule[ConditionedState]):
     """Codes (or, with ``num_codebooks`` fixed, summed features) → audio, every AdaLayerNorm
     conditioned on the bandwidth at the stream's first push (inferred from the codes)."""
+
+    vocos: VocosEncodec
 
     def __init__(self, vocos: VocosEncodec, num_codebooks: int | None = None) -> None:
         super().__init__()
