@@ -13,7 +13,7 @@ import sys
 
 import codecstream as cs
 from codecstream.io.devices import list_devices, open_sink, open_source
-from codecstream.runtime import Pipeline, block_frames_for
+from codecstream.runtime import Pipeline, block_samples_for
 
 
 def main() -> int:
@@ -34,12 +34,12 @@ def main() -> int:
         return 0
 
     model = cs.load(args.model, args.weights)
-    block = block_frames_for(model, args.block_ms)
+    block = block_samples_for(model, args.block_ms)
     device_in = int(args.input_device) if str(args.input_device).isdigit() else args.input_device
     device_out = int(args.output_device) if str(args.output_device).isdigit() else args.output_device
     try:
         source = open_source(args.backend, device_in, model.sample_rate, model.channels, 512, ring_seconds=4 * block / model.sample_rate)
-        sink = open_sink(args.backend, device_out, model.sample_rate, model.channels, 512, prefill_frames=block,
+        sink = open_sink(args.backend, device_out, model.sample_rate, model.channels, 512, prefill_samples=block,
                          ring_seconds=4 * block / model.sample_rate)
     except cs.CodecStreamError as exc:
         parser.exit(1, f"{type(exc).__name__}: {exc}\n")

@@ -34,7 +34,7 @@ def main() -> int:
     if args.output:
         sink = WavFileSink(args.output, snac.sample_rate)
     elif has_output_device():
-        sink = open_sink("sounddevice", None, snac.sample_rate, 1, 512, prefill_frames=snac.sample_rate // 5, ring_seconds=60)
+        sink = open_sink("sounddevice", None, snac.sample_rate, 1, 512, prefill_samples=snac.sample_rate // 5, ring_seconds=60)
     else:
         print("no output device: decoding only (pass --output to keep the audio)", file=sys.stderr)
         sink = NullSink(snac.sample_rate, 1)

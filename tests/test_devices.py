@@ -165,19 +165,19 @@ XRUN_SCRIPT = textwrap.dedent(
     backend = sys.argv[1]
     rate = 22050
     result = {}
-    sink = open_sink(backend, "pa_spk", rate, 1, 256, prefill_frames=0)
+    sink = open_sink(backend, "pa_spk", rate, 1, 256, prefill_samples=0)
     sink.start()
     time.sleep(0.5)  # starve: nothing written
     result["starved_underruns"] = sink.underruns
     tone = (0.3 * np.sin(np.arange(rate) * 2 * np.pi * 440 / rate)).astype(np.float32)[:, None]
-    before = sink.ring.missing_frames
+    before = sink.ring.missing_samples
     sink.write(tone)
     time.sleep(0.6)
     result["played_during_tone"] = sink.ring.available() < rate  # the callback kept consuming
-    result["missing_while_fed"] = sink.ring.missing_frames - before
+    result["missing_while_fed"] = sink.ring.missing_samples - before
     sink.write(np.tile(tone, (5, 1)))  # flood: 5 s into a 2 s ring
     time.sleep(0.3)  # the callback finds the loss when it next reads
-    result["flood_dropped"] = sink.ring.dropped_frames
+    result["flood_dropped"] = sink.ring.dropped_samples
     result["after_flood_available"] = sink.ring.available()
     sink.stop()
     source = open_source(backend, "pa_mic", rate, 1, 256)
@@ -186,7 +186,7 @@ XRUN_SCRIPT = textwrap.dedent(
     block = source.read(2048, timeout=1.0)
     result["source_still_flows"] = block is not None and len(block) == 2048
     result["source_overflows"] = source.ring.overflows
-    result["source_dropped"] = source.ring.dropped_frames
+    result["source_dropped"] = source.ring.dropped_samples
     source.stop()
     result["status_flags"] = sink.status_flags + source.status_flags
     print(json.dumps(result))
@@ -201,7 +201,7 @@ def test_starving_and_flooding_the_rings(pulse, backend):
     counters = json.loads(result.stdout.strip().splitlines()[-1])
     assert counters["starved_underruns"] > 0  # counted, and the callback did not raise
     assert counters["played_during_tone"]
-    assert counters["flood_dropped"] >= 3 * 22050  # the oldest frames made way
+    assert counters["flood_dropped"] >= 3 * 22050  # the oldest samples made way
     assert 0 < counters["after_flood_available"] <= 2 * 22050
     assert counters["source_overflows"] > 0 and counters["source_dropped"] > 0
     assert counters["source_still_flows"]

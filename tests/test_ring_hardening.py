@@ -17,8 +17,8 @@ from codecstream.io.devices import PyAudioSink
 from codecstream.runtime import RingBuffer
 
 
-def frames(first: int, count: int) -> np.ndarray:
-    """Frames whose value is their index in the stream."""
+def samples(first: int, count: int) -> np.ndarray:
+    """Samples whose value is their index in the stream."""
     return np.arange(first, first + count, dtype=np.float64)[:, None]
 
 
@@ -61,20 +61,20 @@ def read_block(ring: RingBuffer, n: int) -> list[float]:
 
 @pytest.mark.parametrize("extra", [4, 8 + 3])
 def test_writer_lapping_between_snapshot_and_copy_is_counted_not_returned(extra):
-    """Capacity 8, frames 0..7 written. The reader asks for 4; just as it starts copying the
-    writer adds ``extra`` frames (4: the review's case; 11: more than the capacity). The reader
-    must return the oldest frames still intact, in order, and count every frame lost."""
+    """Capacity 8, samples 0..7 written. The reader asks for 4; just as it starts copying the
+    writer adds ``extra`` samples (4: the review's case; 11: more than the capacity). The reader
+    must return the oldest samples still intact, in order, and count every sample lost."""
     ring, kind = interleaving_ring(8, "get")
-    ring.write(frames(0, 8))
-    kind.hook = lambda: ring.write(frames(8, extra))
+    ring.write(samples(0, 8))
+    kind.hook = lambda: ring.write(samples(8, extra))
     first = read_block(ring, 4)
-    lost = extra  # frames 0..extra-1 were overwritten before the reader could return them
+    lost = extra  # samples 0..extra-1 were overwritten before the reader could return them
     assert first == list(range(lost, lost + 4))
-    assert ring.dropped_frames == lost and ring.overflows == 1
+    assert ring.dropped_samples == lost and ring.overflows == 1
     second = read_block(ring, 4)
     assert second == list(range(lost + 4, lost + 8))
     assert ring.available() == 0 and ring.underruns == 0
-    assert len(first + second) + ring.dropped_frames == 8 + extra  # every frame returned or counted
+    assert len(first + second) + ring.dropped_samples == 8 + extra  # every sample returned or counted
 
 
 def test_write_larger_than_capacity_publishes_only_consistent_state():
@@ -82,24 +82,24 @@ def test_write_larger_than_capacity_publishes_only_consistent_state():
     went in) must see the ring before or after the write, never a counter ahead of the data or
     slots from two laps; afterwards, read + dropped == written."""
     ring, kind = interleaving_ring(8, "set")
-    ring.write(frames(0, 6))
+    ring.write(samples(0, 6))
     seen: list[list[float]] = []
     kind.hook = lambda: seen.append(read_block(ring, 4))
-    ring.write(frames(6, 20))  # keeps 18..25
+    ring.write(samples(6, 20))  # keeps 18..25
     for value in seen[0]:
-        assert value in range(0, 6)  # only frames published before this write began
+        assert value in range(0, 6)  # only samples published before this write began
     returned = seen[0] + read_block(ring, 8)
     assert returned == sorted(set(returned))  # strictly increasing: no duplicate, no reorder
     assert returned[-8:] == list(range(18, 26))
-    assert len(returned) + ring.dropped_frames == 26
+    assert len(returned) + ring.dropped_samples == 26
     assert ring.available() == 0
 
 
 def test_threaded_writer_lapping_reader_loses_nothing_uncounted():
     """A free-running writer laps a small ``drop_oldest`` ring while the reader reads blocks of
-    varied sizes. Every block must be consecutive whole frames (16 channels, all equal to the
-    frame's index, so large copies release the GIL and a torn frame shows) and start exactly
-    where the frames returned so far plus the frames counted as dropped say it should."""
+    varied sizes. Every block must be consecutive whole samples (16 channels, all equal to the
+    sample's index, so large copies release the GIL and a torn sample shows) and start exactly
+    where the samples returned so far plus the samples counted as dropped say it should."""
     channels = 16
     ring = RingBuffer(256, channels, dtype=np.float64)
     stop = threading.Event()
@@ -110,12 +110,12 @@ def test_threaded_writer_lapping_reader_loses_nothing_uncounted():
         written = 0
         while not stop.is_set():
             n = int(rng.choice([7, 128, 255, 600]))  # 600: more than the capacity at once
-            ring.write(np.broadcast_to(frames(written, n), (n, channels)))
+            ring.write(np.broadcast_to(samples(written, n), (n, channels)))
             written += n
         total_written[0] = written
 
     def check(out: np.ndarray, have: int, returned: int) -> None:
-        first = returned + ring.dropped_frames  # a read's drops come before the frames it returns
+        first = returned + ring.dropped_samples  # a read's drops come before the samples it returns
         assert out[:have, 0].tolist() == list(range(first, first + have))
         assert np.array_equal(out[:have], np.broadcast_to(out[:have, :1], (have, channels)))
 
@@ -141,8 +141,8 @@ def test_threaded_writer_lapping_reader_loses_nothing_uncounted():
         have = ring.read_into(out)
         check(out, have, returned)
         returned += have
-    assert ring.dropped_frames > 0  # the writer did lap the reader
-    assert returned + ring.dropped_frames == total_written[0]
+    assert ring.dropped_samples > 0  # the writer did lap the reader
+    assert returned + ring.dropped_samples == total_written[0]
 
 
 class _CountingEvent:
@@ -204,7 +204,7 @@ def test_blocking_writer_is_woken_by_the_reader_not_by_polling():
 
 
 def test_blocking_writer_loses_no_wake_up_under_contention():
-    """Many small hand-overs through a 4-frame ring, the reader emptying it each time, with the
+    """Many small hand-overs through a 4-sample ring, the reader emptying it each time, with the
     poll made long: a lost wake-up stalls the writer for a whole poll (2 s), so the transfer
     would not finish in time."""
     ring = RingBuffer(4, 1, dtype=np.float64, policy="reject")
@@ -227,7 +227,7 @@ def test_blocking_writer_loses_no_wake_up_under_contention():
     try:
         thread.start()
         while sent < total and time.monotonic() < deadline:
-            sent += ring.write_blocking(frames(sent, 5), timeout=1.0)
+            sent += ring.write_blocking(samples(sent, 5), timeout=1.0)
         while ring.available() and time.monotonic() < deadline + 1.0:
             time.sleep(0.001)
     finally:
@@ -240,7 +240,7 @@ def test_blocking_writer_loses_no_wake_up_under_contention():
 
 # -- PyAudio output callback ---------------------------------------------------------------
 def pyaudio_sink(channels: int) -> PyAudioSink:
-    sink = PyAudioSink(None, 1000, channels, block_frames=256, prefill_frames=0, ring_seconds=20.0)
+    sink = PyAudioSink(None, 1000, channels, block_samples=256, prefill_samples=0, ring_seconds=20.0)
     sink._continue = 0  # paContinue, normally set by start() (which opens a device)
     return sink
 
@@ -259,8 +259,8 @@ def pyaudio_accepts(result: tuple) -> int:
 
 
 def test_pyaudio_callback_never_returns_a_short_buffer():
-    """PyAudio ends the stream on a short buffer: asked for more frames than ever before, the
-    callback must still return exactly ``frame_count`` frames (audio, then silence)."""
+    """PyAudio ends the stream on a short buffer: asked for more samples than ever before, the
+    callback must still return exactly ``frame_count`` samples (audio, then silence)."""
     channels = 2
     sink = pyaudio_sink(channels)
     sink.write(np.ones((20000, channels), np.float32))
@@ -268,7 +268,7 @@ def test_pyaudio_callback_never_returns_a_short_buffer():
         result = sink._callback(None, frame_count, None, 0)
         assert pyaudio_accepts(result) == frame_count * channels * 4
         assert np.all(np.frombuffer(result[0], np.float32) == 1)
-    result = sink._callback(None, 12000, None, 0)  # only 444 frames left: the rest is silence
+    result = sink._callback(None, 12000, None, 0)  # only 444 samples left: the rest is silence
     audio = np.frombuffer(result[0], np.float32).reshape(-1, channels)
     assert len(audio) == 12000 and np.all(audio[:444] == 1) and np.all(audio[444:] == 0)
 

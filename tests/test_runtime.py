@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import types
 
 import numpy as np
 import pytest
@@ -39,13 +40,13 @@ def test_drop_oldest_counts_what_was_lost_and_keeps_the_newest():
     ring.write(np.arange(20, 25, dtype=np.float32)[:, None])  # laps the reader
     block = ring.read(8)
     assert block[:, 0].tolist() == [17, 18, 19, 20, 21, 22, 23, 24]
-    assert ring.dropped_frames == 17 and ring.overflows >= 1
+    assert ring.dropped_samples == 17 and ring.overflows >= 1
 
 
 def test_reject_policy_takes_what_fits_and_blocking_writes_wait():
     ring = RingBuffer(4, 1, policy="reject")
     assert ring.write(np.ones((6, 1), np.float32)) == 4
-    assert ring.overflows == 1 and ring.dropped_frames == 2
+    assert ring.overflows == 1 and ring.dropped_samples == 2
     reader = threading.Timer(0.1, lambda: ring.read(4))
     reader.start()
     assert ring.write_blocking(np.full((3, 1), 2, np.float32), timeout=2) == 3
@@ -59,7 +60,7 @@ def test_underrun_fills_silence_and_counts():
     out = np.full((5, 1), 7, np.float32)
     assert ring.read_into(out) == 3
     assert out[:, 0].tolist() == [1, 1, 1, 0, 0]
-    assert ring.underruns == 1 and ring.missing_frames == 2
+    assert ring.underruns == 1 and ring.missing_samples == 2
 
 
 def test_one_writer_one_reader_threads_lose_nothing_when_keeping_up():
@@ -153,45 +154,45 @@ def test_pipeline_resamples_both_ways(hifigan):
 def test_callbacks_survive_starving_and_flooding(backend):
     """The real callback methods, driven directly: they never raise, they count."""
     if backend == "sounddevice":
-        source, sink = SoundDeviceSource(None, 1000, 1, ring_seconds=0.1), SoundDeviceSink(None, 1000, 1, prefill_frames=20, ring_seconds=0.1)
+        source, sink = SoundDeviceSource(None, 1000, 1, ring_seconds=0.1), SoundDeviceSink(None, 1000, 1, prefill_samples=20, ring_seconds=0.1)
         capture = lambda block: source._callback(block, len(block), None, None)  # noqa: E731
 
-        def play(frames):
-            out = np.full((frames, 1), 9, np.float32)
-            sink._callback(out, frames, None, None)
+        def play(samples):
+            out = np.full((samples, 1), 9, np.float32)
+            sink._callback(out, samples, None, None)
             return out
     else:
-        source, sink = PyAudioSource(None, 1000, 1, ring_seconds=0.1), PyAudioSink(None, 1000, 1, prefill_frames=20, ring_seconds=0.1)
+        source, sink = PyAudioSource(None, 1000, 1, ring_seconds=0.1), PyAudioSink(None, 1000, 1, prefill_samples=20, ring_seconds=0.1)
         source._continue = sink._continue = 0
         capture = lambda block: source._callback(block.tobytes(), len(block), None, 0)  # noqa: E731
 
-        def play(frames):
-            data, _ = sink._callback(None, frames, None, 0)
+        def play(samples):
+            data, _ = sink._callback(None, samples, None, 0)
             return np.frombuffer(data, np.float32).reshape(-1, 1)
 
-    for _ in range(30):  # flood: nobody reads, 300 frames into a 100-frame ring
+    for _ in range(30):  # flood: nobody reads, 300 samples into a 100-sample ring
         capture(np.ones((10, 1), np.float32))
-    assert source.read(10) is not None and source.ring.overflows >= 1 and source.ring.dropped_frames == 200
+    assert source.read(10) is not None and source.ring.overflows >= 1 and source.ring.dropped_samples == 200
     assert np.all(play(10) == 0) and sink.underruns == 0  # before the prefill: silence, not an underrun
     sink.write(np.ones((30, 1), np.float32))
     assert np.all(play(25) == 1)
-    out = play(10)  # starve: 5 real frames, then silence
+    out = play(10)  # starve: 5 real samples, then silence
     assert out[:5, 0].tolist() == [1] * 5 and np.all(out[5:] == 0)
     assert sink.underruns == 1
     sink.write(np.full((10, 1), 2, np.float32))
     assert np.all(play(10) == 2)  # and the audio flows again
-    sink.write(np.ones((500, 1), np.float32))  # flood the sink: it keeps the newest 100 frames
+    sink.write(np.ones((500, 1), np.float32))  # flood the sink: it keeps the newest 100 samples
     assert np.all(play(10) == 1)  # the callback finds the loss when it reads, and plays on
-    assert sink.ring.dropped_frames == 400 and sink.ring.available() == 90
+    assert sink.ring.dropped_samples == 400 and sink.ring.available() == 90
 
 
 @pytest.mark.parametrize("late_audio, allowance, skipped", [("play", None, 0), ("drop", 0, 5), ("drop", 2, 3), ("drop", None, 3)])
 def test_late_audio_after_an_underrun_is_played_or_skipped(late_audio, allowance, skipped):
-    """Blocks of 10 frames played 5 at a time; the third block comes one callback (5 frames)
-    late. "play" plays every frame, 5 frames later than planned from then on; "drop" keeps up to
-    ``allowance`` frames of the gap as cushion (default: a quarter of the 10-frame prefill) and
+    """Blocks of 10 samples played 5 at a time; the third block comes one callback (5 samples)
+    late. "play" plays every sample, 5 samples later than planned from then on; "drop" keeps up to
+    ``allowance`` samples of the gap as cushion (default: a quarter of the 10-sample prefill) and
     skips the rest of it, so it ends that much nearer the planned timeline."""
-    sink = SoundDeviceSink(None, 1000, 1, prefill_frames=10, ring_seconds=1.0, late_audio=late_audio, allowance_frames=allowance)
+    sink = SoundDeviceSink(None, 1000, 1, prefill_samples=10, ring_seconds=1.0, late_audio=late_audio, allowance_samples=allowance)
 
     def play():
         out = np.full((5, 1), -1, np.float32)
@@ -213,12 +214,41 @@ def test_late_audio_after_an_underrun_is_played_or_skipped(late_audio, allowance
     assert sink.underruns == 1 and audio[:20].tolist() == list(range(1, 21)) and (audio[20:25] == 0).all()
     # 21..20+skipped were due during the gap and are skipped; the rest plays in order
     assert audio[25:].tolist() == list(range(21 + skipped, 36 + skipped))
-    assert sink.late_dropped_frames == skipped and sink.ring.available() == 5 - skipped
+    assert sink.late_dropped_samples == skipped and sink.ring.available() == 5 - skipped
 
 
 def test_late_audio_policy_is_checked():
     with pytest.raises(cs.OptionError):
         SoundDeviceSink(None, 1000, 1, late_audio="stretch")
+
+
+def test_frames_names_of_audio_samples_still_work_with_a_warning():
+    """The keywords and counters once named ``*_frames`` (audio samples) are ``*_samples``; the
+    old names work for one release and warn."""
+    from codecstream.io.devices import open_sink
+    from codecstream.runtime import block_frames_for, block_samples_for
+
+    with pytest.warns(DeprecationWarning) as warned:
+        sink = SoundDeviceSink(None, 1000, 1, block_frames=64, prefill_frames=10, allowance_frames=3)
+    assert len(warned) == 3 and "prefill_samples" in str(warned[1].message)
+    assert (sink.block_samples, sink._prefill.prefill_samples, sink._prefill.allowance_samples) == (64, 10, 3)
+    with pytest.warns(DeprecationWarning) as warned:
+        assert open_sink("pyaudio", None, 1000, 2, block_frames=32, prefill_frames=0).block_samples == 32
+    assert len(warned) == 2
+    with pytest.warns(DeprecationWarning):
+        assert ArraySource(np.zeros(100, np.float32), 1000, block_frames=10).block_samples == 10
+    with pytest.raises(TypeError):
+        SoundDeviceSink(None, 1000, 1, prefill_frames=1, prefill_samples=2)
+    sink.write(np.ones((5, 1), np.float32))
+    with pytest.warns(DeprecationWarning, match="dropped_samples"):
+        assert sink.ring.dropped_frames == sink.ring.dropped_samples
+    with pytest.warns(DeprecationWarning, match="buffered_samples"):
+        assert sink.buffered_frames() == sink.buffered_samples() == 5
+    with pytest.warns(DeprecationWarning, match="late_dropped_samples"):
+        assert sink.late_dropped_frames == 0
+    model = types.SimpleNamespace(sample_rate=22050, hop_length=256)
+    with pytest.warns(DeprecationWarning, match="block_samples_for"):
+        assert block_frames_for(model, 80) == block_samples_for(model, 80)
 
 
 def no_device_env(tmp_path):

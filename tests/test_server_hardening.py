@@ -123,7 +123,7 @@ def test_latency_search_does_not_walk_frames():
     with pytest.raises(cs.OptionError, match="lookahead_frames"):
         model.decoder_stream(mode="windowed", lookahead_frames=10**7)
     stream = model.decoder_stream(mode="windowed", lookahead_frames=100, block_frames=300, crossfade_frames=7, context_frames=3)
-    assert (stream.latency, stream.startup_latency) == ((100 + 300 - 1 + 7) * 320, (100 + 300 - 1) * 320)
+    assert (stream.latency_samples, stream.startup_latency_samples) == ((100 + 300 - 1 + 7) * 320, (100 + 300 - 1) * 320)
 
 
 # -- 2. a few KB cost gigabytes --------------------------------------------------------------

@@ -118,12 +118,12 @@ def test_time_to_first_audio_is_the_algorithmic_minimum_plus_compute(snac, encod
         decoder = OrpheusDecoder(snac, noise=False)
         tokens = orpheus_token_ids([torch.randint(0, 4096, (1, n)) for n in (6, 12, 24)])
         # The decoder needs latent frames 0..F-1 for its first sample (startup latency + one frame).
-        minimum = tokens_for_latent_frames(decoder.stream.startup_latency // 512 + 1)
+        minimum = tokens_for_latent_frames(decoder.stream.startup_latency_samples // 512 + 1)
         rate = 82.0  # real time
     else:
         decoder = BarkDecoder(encodec)
         tokens = bark_token_ids(torch.randint(0, 1024, (1, 8, 30)))
-        minimum = 8 * (decoder.stream.startup_latency // 320 + 1)
+        minimum = 8 * (decoder.stream.startup_latency_samples // 320 + 1)
         rate = 600.0
     player = TokenPlayer(decoder, ArraySink(24000))
     ReplayedTokens(tokens, rate=rate).play(player)

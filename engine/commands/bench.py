@@ -16,13 +16,18 @@ import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 
 from ..latency import chain_startup_latency
 from ..registry import Reference, get_spec, load
 from ..signals import speech_like
+from ..streams import DecoderStream
+from ..windowed import WindowedDecoderStream
+
+if TYPE_CHECKING:
+    from ..plugin import Codec
 
 __all__ = ["run_benchmark", "BenchResult"]
 
@@ -146,7 +151,7 @@ def run_benchmark(
     dtype: torch.dtype = torch.float32,
 ) -> BenchResult:
     model = load(name, weights, device=device, dtype=dtype)
-    options = {} if bandwidth is None else {"bandwidth": bandwidth}
+    options: dict[str, Any] = {} if bandwidth is None else {"bandwidth": bandwidth}
     audio = speech_like(seconds, model.encoder_sample_rate, model.channels).to(device=device, dtype=dtype)
 
     with torch.inference_mode():
@@ -168,8 +173,8 @@ def run_benchmark(
         sample_rate=model.sample_rate,
         options=options,
         latency={
-            "encoder_samples": None if encoder_probe is None else encoder_probe.latency,
-            "decoder_samples": decoder_probe.latency,
+            "encoder_samples": None if encoder_probe is None else encoder_probe.latency_samples,
+            "decoder_samples": decoder_probe.latency_samples,
             "encoder_ms": None if encoder_probe is None else encoder_probe.latency_ms,
             "decoder_ms": decoder_probe.latency_ms,
             "startup_ms": None if startup is None else 1000 * startup / model.sample_rate,
@@ -190,9 +195,11 @@ def run_benchmark(
         window_decode, package = None, "codecstream (offline, noise off)"
         if reference:  # Orpheus decodes its windows with the snac package: time that when installed
             try:
+                from ..models.snac.codec import SnacCodec
                 from ..models.snac.reference import quiet_reference_decoder
 
-                window_decode, package = quiet_reference_decoder(model), "snac (SNAC.decode, noise off)"
+                if isinstance(model, SnacCodec):
+                    window_decode, package = quiet_reference_decoder(model), "snac (SNAC.decode, noise off)"
             except ImportError:
                 pass
         result.orpheus = compare_with_window_baseline(model, codes, window_decode=window_decode, package=package)
@@ -204,7 +211,7 @@ def run_benchmark(
 WINDOWED_LOOKAHEAD_FRAMES = 5
 
 
-def _decoder(model: Any, frames_per_chunk: int) -> Any:
+def _decoder(model: "Codec", frames_per_chunk: int) -> DecoderStream | WindowedDecoderStream:
     """The model's exact decoder stream, or a windowed one (lookahead 5 frames, blocks of one
     chunk, the model's default context) when it has none."""
     if model.exact_decoder:
@@ -218,7 +225,7 @@ def _error(parts: list[torch.Tensor], offline: torch.Tensor) -> float:
     return float((streamed[..., :n] - offline[..., :n]).abs().max()) if n else 0.0
 
 
-def _speaks_orpheus(model: Any) -> bool:
+def _speaks_orpheus(model: "Codec") -> bool:
     config = getattr(model, "config", None)
     return getattr(config, "vq_strides", None) == (4, 2, 1) and getattr(config, "codebook_size", None) == 4096
 
@@ -242,7 +249,7 @@ def _figures(
 
 
 def _stream_roundtrip(
-    model: Any, audio: torch.Tensor, ms: float, options: dict[str, Any], offline_s: float, offline: torch.Tensor
+    model: "Codec", audio: torch.Tensor, ms: float, options: dict[str, Any], offline_s: float, offline: torch.Tensor
 ) -> StreamingFigures:
     """Audio pushed ``ms`` at a time through an encoder stream feeding a decoder stream."""
     chunk = max(1, round(ms * model.encoder_sample_rate / 1000))
@@ -260,13 +267,13 @@ def _stream_roundtrip(
     return _figures(ms, per_chunk, time.perf_counter() - began, seconds, offline_s, _error(out, offline), _mode(decoder))
 
 
-def _mode(stream: Any) -> str:
-    if hasattr(stream, "lookahead_frames"):
+def _mode(stream: DecoderStream | WindowedDecoderStream) -> str:
+    if isinstance(stream, WindowedDecoderStream):
         return f"windowed R={stream.lookahead_frames} L={stream.context_frames} B={stream.block_frames}"
     return "exact"
 
 
-def _stream_decode(model: Any, codes: Any, ms: float, offline_s: float, offline: torch.Tensor) -> StreamingFigures:
+def _stream_decode(model: "Codec", codes: Any, ms: float, offline_s: float, offline: torch.Tensor) -> StreamingFigures:
     """Codes pushed as they would arrive in ``ms`` chunks (frame counts alternate when ``ms``
     is not a whole number of frames), through a decoder stream alone."""
     frames = model.num_frames(codes)
@@ -297,11 +304,12 @@ def resolve_reference(reference: str | Callable[..., Reference]) -> Callable[...
     if callable(reference):
         return reference
     module, _, function = reference.partition(":")
-    return getattr(importlib.import_module(module), function)
+    resolved: Callable[..., Reference] = getattr(importlib.import_module(module), function)
+    return resolved
 
 
 def _reference_figures(
-    name: str, model: Any, audio: torch.Tensor, codes: Any, options: dict[str, Any], decoded: torch.Tensor,
+    name: str, model: "Codec", audio: torch.Tensor, codes: Any, options: dict[str, Any], decoded: torch.Tensor,
     repeats: int, result: "BenchResult",
 ) -> dict[str, Any]:
     spec = get_spec(name)

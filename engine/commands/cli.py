@@ -19,11 +19,15 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import torch
 
 from ..errors import CodecStreamError
+
+if TYPE_CHECKING:
+    from ..plugin import Codec
+    from ..streams import EncoderStream
 
 __all__ = ["main", "build_parser"]
 
@@ -192,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(args: argparse.Namespace, name: str) -> Any:
+def _load(args: argparse.Namespace, name: str) -> "Codec":
     from ..registry import load
 
     dtype = torch.float64 if args.float64 else torch.float32
@@ -203,7 +207,7 @@ def _encode_options(args: argparse.Namespace) -> dict[str, Any]:
     return {} if args.bandwidth is None else {"bandwidth": args.bandwidth}
 
 
-def _read_input(args: argparse.Namespace, model: Any) -> torch.Tensor:
+def _read_input(args: argparse.Namespace, model: "Codec") -> torch.Tensor:
     from ..io.wav import conform_audio, read_audio
 
     audio, rate = read_audio(args.input)
@@ -217,7 +221,7 @@ def _progress(args: argparse.Namespace, seconds: float) -> Progress:
     return Progress(seconds, enabled=enabled)
 
 
-def _stream_encode(model: Any, audio: torch.Tensor, args: argparse.Namespace, on_codes: Callable[[Any], None]) -> Any:
+def _stream_encode(model: "Codec", audio: torch.Tensor, args: argparse.Namespace, on_codes: Callable[[Any], None]) -> "EncoderStream":
     """Push ``audio`` through an encoder stream ``--chunk-ms`` at a time; return the stream."""
     chunk = max(1, round(args.chunk_ms * model.sample_rate / 1000))
     progress = _progress(args, audio.shape[-1] / model.sample_rate)

@@ -14,19 +14,23 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..io.base import AudioSink, AudioSource
 from ..io.devices import has_input_device, has_output_device, open_sink, open_source
 from ..io.files import ArraySource, WavFileSink, WavFileSource
-from ..runtime.pipeline import Pipeline, block_frames_for
+from ..runtime.pipeline import Pipeline, block_samples_for
+from ..runtime.metrics import PipelineMetrics
 from ..signals import bundled_clip
+
+if TYPE_CHECKING:
+    from ..plugin import Codec
 
 __all__ = ["LoopbackConfig", "run_loopback"]
 
 DEFAULT_MODEL = "hifigan-universal"
-# Frames per device callback. Left to PortAudio, PulseAudio's ALSA plugin calls back with a few
-# frames at a time, hundreds of times a second, and the callbacks' GIL hand-offs slow the model.
+# Samples per device callback. Left to PortAudio, PulseAudio's ALSA plugin calls back with a few
+# samples at a time, hundreds of times a second, and the callbacks' GIL hand-offs slow the model.
 DEVICE_BLOCK = 512
 
 
@@ -53,10 +57,10 @@ def _device_or_none(value: str | int | None) -> str | int | None:
     return value
 
 
-def _open_source(config: LoopbackConfig, model: Any, block: int, say: Callable[[str], None]) -> tuple[AudioSource, bool]:
+def _open_source(config: LoopbackConfig, model: "Codec", block: int, say: Callable[[str], None]) -> tuple[AudioSource, bool]:
     """The source, and whether it ends by itself."""
     if config.input_file is not None:
-        return WavFileSource(config.input_file, realtime=config.realtime_file, block_frames=block), True
+        return WavFileSource(config.input_file, realtime=config.realtime_file, block_samples=block), True
     if config.input_device is not None or has_input_device():
         device = _device_or_none(config.input_device)
         # Live input waits at most four blocks; beyond that the oldest is dropped (counted).
@@ -68,7 +72,7 @@ def _open_source(config: LoopbackConfig, model: Any, block: int, say: Callable[[
     return ArraySource(clip, rate, realtime=True, ring_seconds=len(clip) / rate + 1.0), True
 
 
-def _open_sink(config: LoopbackConfig, model: Any, block: int, clip_without_device: bool, say: Callable[[str], None]) -> AudioSink:
+def _open_sink(config: LoopbackConfig, model: "Codec", block: int, clip_without_device: bool, say: Callable[[str], None]) -> AudioSink:
     if config.output_file is not None:
         return WavFileSink(config.output_file, model.sample_rate, model.channels)
     if not clip_without_device and (config.output_device is not None or has_output_device()):
@@ -77,7 +81,7 @@ def _open_sink(config: LoopbackConfig, model: Any, block: int, clip_without_devi
         # is skipped for as long as the gap lasted, so the latency stays what it was.
         ring = 4 * block / model.sample_rate
         return open_sink(
-            config.backend, device, model.sample_rate, model.channels, DEVICE_BLOCK, prefill_frames=block,
+            config.backend, device, model.sample_rate, model.channels, DEVICE_BLOCK, prefill_samples=block,
             ring_seconds=ring, late_audio="drop",
         )
     path = Path("codecstream-loopback.wav")
@@ -91,7 +95,7 @@ def run_loopback(config: LoopbackConfig, *, say: Callable[[str], None] | None = 
 
     say = say or (lambda text: print(text, file=sys.stderr))
     model = load(config.model, config.weights)
-    block = block_frames_for(model, config.block_ms)
+    block = block_samples_for(model, config.block_ms)
     no_devices = config.input_file is None and config.input_device is None and not has_input_device()
     source, _ = _open_source(config, model, block, say)
     sink = _open_sink(config, model, block, no_devices, say)
@@ -105,7 +109,7 @@ def run_loopback(config: LoopbackConfig, *, say: Callable[[str], None] | None = 
     )
     started = time.monotonic()
 
-    def show(metrics: Any) -> None:
+    def show(metrics: PipelineMetrics) -> None:
         print("\r" + metrics.status_line(), end="", file=sys.stderr, flush=True)
 
     try:

@@ -6,7 +6,7 @@ token by token) against Orpheus's window (decode the last 28 tokens, keep sample
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import Tensor
@@ -20,6 +20,9 @@ from ..tokens.orpheus import (
     check_model,
     orpheus_token_ids,
 )
+
+if TYPE_CHECKING:
+    from ..plugin import Codec
 
 __all__ = ["OrpheusWindowDecoder", "compare_with_window_baseline"]
 
@@ -36,7 +39,7 @@ class OrpheusWindowDecoder:
     window_tokens = 28
     keep = (2048, 4096)
 
-    def __init__(self, model: Any, *, decode: Callable[[list[Tensor]], Tensor] | None = None) -> None:
+    def __init__(self, model: "Codec", *, decode: Callable[[list[Tensor]], Tensor] | None = None) -> None:
         """``decode``: how a window is decoded (Orpheus calls the ``snac`` package's
         ``SNAC.decode``); by default ``model``'s own offline decode with noise off."""
         check_model(model)
@@ -70,7 +73,7 @@ class OrpheusWindowDecoder:
 
 
 def compare_with_window_baseline(
-    model: Any, codes: list[Tensor], *, window_decode: Callable[[list[Tensor]], Tensor] | None = None, package: str = "codecstream"
+    model: "Codec", codes: list[Tensor], *, window_decode: Callable[[list[Tensor]], Tensor] | None = None, package: str = "codecstream"
 ) -> dict[str, Any]:
     """Decode the Orpheus tokens of ``codes`` token by token with :class:`OrpheusDecoder` and
     with :class:`OrpheusWindowDecoder` (its windows decoded by ``window_decode``), noise off in
@@ -101,8 +104,8 @@ def compare_with_window_baseline(
             "compute_s": elapsed,
             "compute_per_audio_s": elapsed / (audio.shape[-1] / rate),
             "max_error": float((audio - offline).abs().max()) / peak,
-            "lookahead_samples": ours.latency + wait,
-            "lookahead_ms": 1000 * (ours.latency + wait) / rate,
+            "lookahead_samples": ours.latency_samples + wait,
+            "lookahead_ms": 1000 * (ours.latency_samples + wait) / rate,
             "first_audio_after_tokens": first_audio_token,
             "emitted_s": audio.shape[-1] / rate,
         }

@@ -15,12 +15,17 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
 from ..io.speech import speak
 from ..registry import load
+
+if TYPE_CHECKING:
+    from ..plugin import Codec
+    from ..streams import DecoderStream
+    from ..windowed import WindowedDecoderStream
 
 __all__ = ["latency_quality", "LatencyQualityRow", "write_plot", "DEFAULT_TEXT"]
 
@@ -43,7 +48,7 @@ class LatencyQualityRow:
     compute_per_audio_s: float
 
 
-def _run(stream: Any, model: Any, codes: Any) -> tuple[torch.Tensor, float]:
+def _run(stream: "DecoderStream | WindowedDecoderStream", model: "Codec", codes: Any) -> tuple[torch.Tensor, float]:
     started = time.perf_counter()
     with torch.inference_mode():
         pieces = [stream.push(model.slice_codes(codes, f, f + 1)) for f in range(model.num_frames(codes))]
@@ -92,7 +97,7 @@ def latency_quality(
             reference = torch.from_numpy(soxr.resample(audio[0].t().double().numpy(), in_rate, rate)).t()[None]
             reference_mel = _log_mel(reference, rate)
 
-        def row(mode: str, lookahead: int | None, stream: Any) -> LatencyQualityRow:
+        def row(mode: str, lookahead: int | None, stream: "DecoderStream | WindowedDecoderStream") -> LatencyQualityRow:
             out, elapsed = _run(stream, model, features)
             error = out - offline
             noise = float(error.pow(2).sum())

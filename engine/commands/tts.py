@@ -12,12 +12,17 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
 from ..io.speech import speak
 from ..tokens import BarkDecoder, OrpheusDecoder, ReplayedTokens, TokenPlayer, bark_token_ids, orpheus_token_ids
+from ..tokens.base import TokenAdapter, TokenDecoder
+
+if TYPE_CHECKING:
+    from ..io.base import AudioSink
+    from ..plugin import Codec
 
 __all__ = ["TTSPlayConfig", "run_tts_play", "LAYOUTS", "realtime_token_rate"]
 
@@ -45,7 +50,7 @@ class TTSPlayConfig:
     metrics_json: Path | None = None
 
 
-def realtime_token_rate(layout: str, model: Any) -> float:
+def realtime_token_rate(layout: str, model: "Codec") -> float:
     """Tokens per second that make audio exactly as fast as it plays."""
     if layout == "orpheus":
         return 7 * model.sample_rate / (4 * model.hop_length)
@@ -53,7 +58,7 @@ def realtime_token_rate(layout: str, model: Any) -> float:
     return per_frame * model.frame_rate
 
 
-def make_tokens(config: TTSPlayConfig, model: Any) -> list[int]:
+def make_tokens(config: TTSPlayConfig, model: "Codec") -> list[int]:
     audio, _ = speak(config.text, voice=config.voice, sample_rate=model.sample_rate)
     with torch.inference_mode():
         if config.layout == "orpheus":
@@ -62,9 +67,10 @@ def make_tokens(config: TTSPlayConfig, model: Any) -> list[int]:
     return bark_token_ids(codes, "fine" if config.layout == "bark" else "coarse")
 
 
-def make_decoder(config: TTSPlayConfig, model: Any) -> Any:
+def make_decoder(config: TTSPlayConfig, model: "Codec") -> TokenDecoder:
+    adapter: TokenAdapter
     if config.layout == "orpheus":
-        adapter: Any = OrpheusDecoder(model, decode_every=config.decode_every)
+        adapter = OrpheusDecoder(model, decode_every=config.decode_every)
     else:
         adapter = BarkDecoder(model, layout="fine" if config.layout == "bark" else "coarse")
     if config.server is None:
@@ -74,7 +80,7 @@ def make_decoder(config: TTSPlayConfig, model: Any) -> Any:
     return RemoteTokenDecoder(config.server, adapter)
 
 
-def run_tts_play(config: TTSPlayConfig, *, say: Any = None) -> dict[str, Any]:
+def run_tts_play(config: TTSPlayConfig, *, say: Callable[[str], None] | None = None) -> dict[str, Any]:
     from ..io.devices import has_output_device, open_sink
     from ..io.files import NullSink, WavFileSink
     from ..registry import load
@@ -89,10 +95,13 @@ def run_tts_play(config: TTSPlayConfig, *, say: Any = None) -> dict[str, Any]:
     rate = config.speed * realtime_token_rate(config.layout, model)
     decoder = make_decoder(config, model)
     prefill = round(config.prefill_ms * model.sample_rate / 1000)
+    sink: AudioSink
     if config.output is not None:
-        sink: Any = WavFileSink(config.output, model.sample_rate, model.channels)
+        sink = WavFileSink(config.output, model.sample_rate, model.channels)
     elif config.output_device is not None or has_output_device():
-        device = int(config.output_device) if str(config.output_device).isdigit() else config.output_device
+        device = config.output_device
+        if isinstance(device, str) and device.isdigit():
+            device = int(device)
         # TTS audio may arrive faster than real time: the ring holds it all (no drop-oldest here).
         seconds = len(tokens) / realtime_token_rate(config.layout, model) + 5
         sink = open_sink(config.backend, device, model.sample_rate, model.channels, 512, prefill, ring_seconds=seconds)

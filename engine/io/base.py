@@ -1,4 +1,9 @@
-"""What the runtime expects of an audio source and an audio sink.
+"""What the runtime expects of an audio source and an audio sink: the typed seam between them.
+
+:class:`AudioSource` and :class:`AudioSink` are abstract base classes; the pipeline
+(:class:`~codecstream.runtime.pipeline.Pipeline`) and the token player
+(:class:`~codecstream.tokens.player.TokenPlayer`) take any subclass. Audio is ``[n, channels]``
+float32 NumPy arrays: ``n`` samples (one value per channel each) at ``sample_rate``.
 
 Device sources and sinks run a callback on the audio thread that only copies between the
 device buffer and a preallocated :class:`~codecstream.runtime.ring.RingBuffer`; the pipeline's
@@ -9,16 +14,19 @@ ordinary thread, so the worker does not care where audio comes from.
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
+from typing import Callable
 
 import numpy as np
 
+from ..runtime._compat import Renamed
 from ..runtime.ring import Policy, RingBuffer
 
 __all__ = ["AudioSource", "AudioSink"]
 
 
-class AudioSource:
-    """Frames ``[n, channels]`` float32 at ``sample_rate`` arrive in ``ring``.
+class AudioSource(ABC):
+    """Samples ``[n, channels]`` float32 at ``sample_rate`` arrive in ``ring``.
 
     Attributes:
         device_latency_s: input latency the device reports (0 for files).
@@ -34,18 +42,20 @@ class AudioSource:
         self.status_flags = 0
         self.finished = False
 
+    @abstractmethod
     def start(self) -> None:
-        raise NotImplementedError
+        """Start filling the ring (a device stream, or a feeder thread)."""
 
+    @abstractmethod
     def stop(self) -> None:
-        raise NotImplementedError
+        """Stop filling the ring; what it holds stays readable."""
 
-    def read(self, frames: int, *, timeout: float = 0.1) -> np.ndarray | None:
-        """Exactly ``frames`` frames, or everything left once finished, or ``None`` (timed out,
+    def read(self, n: int, *, timeout: float = 0.1) -> np.ndarray | None:
+        """Exactly ``n`` samples, or everything left once finished, or ``None`` (timed out,
         or finished and drained)."""
         deadline = time.monotonic() + timeout
         while True:
-            block = self.ring.read(frames)
+            block = self.ring.read(n)
             if block is not None:
                 return block
             if self.finished:
@@ -63,10 +73,10 @@ class AudioSource:
         self.stop()
 
 
-class AudioSink:
-    """Frames ``[n, channels]`` float32 at ``sample_rate`` are handed to :meth:`write`.
+class AudioSink(ABC):
+    """Samples ``[n, channels]`` float32 at ``sample_rate`` are handed to :meth:`write`.
 
-    Device sinks hold ``prefill_frames`` in their ring before playing (a jitter cushion), then
+    Device sinks hold ``prefill_samples`` in their ring before playing (a jitter cushion), then
     play continuously; a shortfall plays silence and counts an underrun.
 
     Attributes:
@@ -82,23 +92,41 @@ class AudioSink:
 
     @property
     def underruns(self) -> int:
+        """Callbacks that found too little audio and played silence (device sinks)."""
         return 0
 
-    def buffered_frames(self) -> int:
-        """Frames written but not yet played."""
+    @property
+    def playing(self) -> bool:
+        """Whether playback has begun (device sinks: the prefill is in); False for files."""
+        return False
+
+    @property
+    def late_dropped_samples(self) -> int:
+        """Late samples skipped to win back the delay of underruns (device sinks)."""
         return 0
 
+    def buffered_samples(self) -> int:
+        """Samples written but not yet played."""
+        return 0
+
+    # The old names, kept for one release (deprecated: use the *_samples ones).
+    buffered_frames = Renamed[Callable[[], int]]("buffered_samples")
+    late_dropped_frames = Renamed[int]("late_dropped_samples")
+
+    @abstractmethod
     def start(self) -> None:
-        raise NotImplementedError
+        """Open the output (a device stream, a file)."""
 
-    def write(self, frames: np.ndarray) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def write(self, samples: np.ndarray) -> None:
+        """Hand over ``[n, channels]`` float32 samples."""
 
     def drain(self, timeout: float = 5.0) -> None:
         """Wait until what was written has been played."""
 
+    @abstractmethod
     def stop(self) -> None:
-        raise NotImplementedError
+        """Close the output."""
 
     def __enter__(self) -> "AudioSink":
         self.start()

@@ -5,9 +5,11 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from ..runtime._compat import Renamed, renamed_keywords
 from .base import AudioSink, AudioSource
 
 __all__ = ["ArraySource", "WavFileSource", "WavFileSink", "NullSink", "ArraySink"]
@@ -18,23 +20,26 @@ class ArraySource(AudioSource):
     every block duration) or as fast as the reader takes it (``realtime=False``: nothing is
     dropped, the feeder waits for room)."""
 
-    def __init__(self, audio: np.ndarray, sample_rate: int, *, realtime: bool = True, block_frames: int | None = None, ring_seconds: float = 2.0) -> None:
+    block_frames = Renamed[int]("block_samples")  # the old name (deprecated, kept for one release)
+
+    @renamed_keywords(block_frames="block_samples")
+    def __init__(self, audio: np.ndarray, sample_rate: int, *, realtime: bool = True, block_samples: int | None = None, ring_seconds: float = 2.0) -> None:
         audio = np.asarray(audio, dtype=np.float32)
         if audio.ndim == 1:
             audio = audio[:, None]
         super().__init__(sample_rate, audio.shape[1], ring_seconds=ring_seconds, policy="drop_oldest" if realtime else "reject")
         self.audio = audio
         self.realtime = realtime
-        self.block_frames = block_frames or max(1, sample_rate // 100)  # 10 ms
+        self.block_samples = block_samples or max(1, sample_rate // 100)  # 10 ms
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
 
     def _feed(self) -> None:
         started = time.monotonic()
-        for start in range(0, len(self.audio), self.block_frames):
+        for start in range(0, len(self.audio), self.block_samples):
             if self._stop.is_set():
                 break
-            block = self.audio[start : start + self.block_frames]
+            block = self.audio[start : start + self.block_samples]
             if self.realtime:
                 due = started + (start + len(block)) / self.sample_rate
                 delay = due - time.monotonic()
@@ -62,11 +67,12 @@ class ArraySource(AudioSource):
 class WavFileSource(ArraySource):
     """An audio file (anything soundfile reads), paced in real time or as fast as possible."""
 
-    def __init__(self, path: str | Path, *, realtime: bool = True, block_frames: int | None = None) -> None:
+    @renamed_keywords(block_frames="block_samples")
+    def __init__(self, path: str | Path, *, realtime: bool = True, block_samples: int | None = None) -> None:
         import soundfile
 
         data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-        super().__init__(data, rate, realtime=realtime, block_frames=block_frames)
+        super().__init__(data, rate, realtime=realtime, block_samples=block_samples)
         self.path = Path(path)
 
 
@@ -80,8 +86,8 @@ class ArraySink(AudioSink):
     def start(self) -> None:
         self._blocks = []
 
-    def write(self, frames: np.ndarray) -> None:
-        self._blocks.append(np.array(frames, dtype=np.float32, copy=True))
+    def write(self, samples: np.ndarray) -> None:
+        self._blocks.append(np.array(samples, dtype=np.float32, copy=True))
 
     def stop(self) -> None:
         pass
@@ -94,11 +100,13 @@ class ArraySink(AudioSink):
 class WavFileSink(AudioSink):
     """Writes 16-bit PCM WAV (or what the extension names) as blocks arrive."""
 
+    frames_written = Renamed[int]("samples_written")  # the old name (deprecated, kept for one release)
+
     def __init__(self, path: str | Path, sample_rate: int, channels: int = 1) -> None:
         super().__init__(sample_rate, channels)
         self.path = Path(path)
-        self._file = None
-        self.frames_written = 0
+        self._file: Any = None  # a soundfile.SoundFile while started
+        self.samples_written = 0
 
     def start(self) -> None:
         import soundfile
@@ -106,11 +114,11 @@ class WavFileSink(AudioSink):
         subtype = "PCM_16" if self.path.suffix.lower() == ".wav" else None
         self._file = soundfile.SoundFile(str(self.path), "w", self.sample_rate, self.channels, subtype=subtype)
 
-    def write(self, frames: np.ndarray) -> None:
+    def write(self, samples: np.ndarray) -> None:
         if self._file is None:
             raise RuntimeError("WavFileSink.write before start")
-        self._file.write(np.clip(frames, -1.0, 1.0))
-        self.frames_written += len(frames)
+        self._file.write(np.clip(samples, -1.0, 1.0))
+        self.samples_written += len(samples)
 
     def stop(self) -> None:
         if self._file is not None:
@@ -124,7 +132,7 @@ class NullSink(AudioSink):
     def start(self) -> None:
         pass
 
-    def write(self, frames: np.ndarray) -> None:
+    def write(self, samples: np.ndarray) -> None:
         pass
 
     def stop(self) -> None:

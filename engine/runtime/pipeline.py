@@ -8,24 +8,33 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+import warnings
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
 
+from ._compat import Renamed
 from .metrics import MetricsRecorder, PipelineMetrics, percentile
 from .transcoder import Transcoder
 
 if TYPE_CHECKING:
     from ..io.base import AudioSink, AudioSource
+    from ..plugin import Codec
 
-__all__ = ["Pipeline", "block_frames_for"]
+__all__ = ["Pipeline", "block_samples_for"]
 
 
-def block_frames_for(model: Any, block_ms: float) -> int:
+def block_samples_for(model: "Codec", block_ms: float) -> int:
     """Model-rate samples per block: ``block_ms`` rounded to a whole number of hops (at least one)."""
     hops = max(1, round(block_ms * model.sample_rate / 1000 / model.hop_length))
     return hops * model.hop_length
+
+
+def block_frames_for(model: "Codec", block_ms: float) -> int:
+    """Deprecated name of :func:`block_samples_for` (kept for one release)."""
+    warnings.warn("block_frames_for is now block_samples_for; the old name goes in the next release", DeprecationWarning, stacklevel=2)
+    return block_samples_for(model, block_ms)
 
 
 class Pipeline:
@@ -47,23 +56,27 @@ class Pipeline:
       blocks until a finite source is done and re-raises an error from the worker.
     """
 
+    # The old names, kept for one release (deprecated: use the *_samples ones).
+    block_frames = Renamed[int]("block_samples")
+    source_block_frames = Renamed[int]("source_block_samples")
+
     def __init__(
         self,
-        model: Any,
+        model: "Codec",
         source: "AudioSource",
         sink: "AudioSink",
         *,
         block_ms: float = 80.0,
         encoder_options: dict[str, Any] | None = None,
         decoder_options: dict[str, Any] | None = None,
-        input_tap: Any = None,
+        input_tap: Callable[[np.ndarray], object] | None = None,
     ) -> None:
         self.model = model
         self.input_tap = input_tap  # called with each block taken from the source (what the model hears)
         self.source = source
         self.sink = sink
-        self.block_frames = block_frames_for(model, block_ms)
-        self.source_block_frames = max(1, round(self.block_frames * source.sample_rate / model.sample_rate))
+        self.block_samples = block_samples_for(model, block_ms)
+        self.source_block_samples = max(1, round(self.block_samples * source.sample_rate / model.sample_rate))
         self._encoder_options, self._decoder_options = dict(encoder_options or {}), dict(decoder_options or {})
         self.transcoder = Transcoder(
             model, "audio->audio", input_rate=source.sample_rate, input_channels=source.channels,
@@ -80,7 +93,7 @@ class Pipeline:
     def warm_up(self) -> None:
         """Run a block of silence through throw-away streams, so the first real blocks do not
         pay for first-call allocations and underrun the output."""
-        silence = torch.zeros(1, self.model.channels, self.block_frames, dtype=self.model.dtype)
+        silence = torch.zeros(1, self.model.channels, self.block_samples, dtype=self.model.dtype)
         encoder = self.model.encoder_stream(1, **self._encoder_options)
         decoder = self.model.decoder_stream(1, **self._decoder_options)
         with torch.inference_mode():
@@ -95,7 +108,9 @@ class Pipeline:
         self._thread.start()
         return self
 
-    def run(self, *, duration_s: float | None = None, on_status: Any = None, status_interval_s: float = 0.5) -> str:
+    def run(
+        self, *, duration_s: float | None = None, on_status: Callable[[PipelineMetrics], object] | None = None, status_interval_s: float = 0.5
+    ) -> str:
         """Process in this thread until the source ends, ``duration_s`` passes or Ctrl-C
         (which stops cleanly and is not re-raised); ``on_status(metrics)`` every interval.
         Returns why it stopped: ``"finished"``, ``"duration"``, ``"interrupted"`` or ``"stopped"``."""
@@ -150,14 +165,13 @@ class Pipeline:
         y = self.transcoder.push_audio(block)
         if last:
             y = np.concatenate([y, self.transcoder.finish()])
-        playing = getattr(self.sink, "playing", False)
-        buffered = self.sink.buffered_frames() / self.sink.sample_rate if playing else None
+        buffered = self.sink.buffered_samples() / self.sink.sample_rate if self.sink.playing else None
         self.sink.write(y)
         self.recorder.record(time.perf_counter() - started, len(block) / self.source.sample_rate, buffered)
 
     def _step(self) -> bool:
         """Process one block if there is one; False once a finite source is done."""
-        block = self.source.read(self.source_block_frames, timeout=0.1)
+        block = self.source.read(self.source_block_samples, timeout=0.1)
         if block is not None and self.input_tap is not None:
             self.input_tap(block)
         if block is None:
@@ -182,14 +196,14 @@ class Pipeline:
     def metrics(self) -> PipelineMetrics:
         model_rate = self.model.sample_rate
         algorithmic = self.transcoder.latency_samples / model_rate + self.transcoder.resampler_delay_s
-        block = self.block_frames / model_rate
+        block = self.block_samples / model_rate
         buffering = block + self.recorder.mean_buffered_s()
         samples = self.recorder.compute_samples()
         compute = percentile(samples, 50)
         device = self.source.device_latency_s + self.sink.device_latency_s
         audio_s = self.recorder.audio_seconds
         rtf = self.recorder.total_compute_s / audio_s if audio_s else 0.0
-        underruns = getattr(self.sink, "underruns", 0)
+        underruns = self.sink.underruns
         return PipelineMetrics(
             algorithmic_ms=1000 * algorithmic,
             buffering_ms=1000 * buffering,
@@ -204,7 +218,7 @@ class Pipeline:
             audio_seconds=audio_s,
             input_overflows=self.source.ring.overflows,
             output_underruns=underruns,
-            late_dropped_ms=1000 * getattr(self.sink, "late_dropped_frames", 0) / self.sink.sample_rate,
+            late_dropped_ms=1000 * self.sink.late_dropped_samples / self.sink.sample_rate,
             device_status_flags=self.source.status_flags + self.sink.status_flags,
             keeping_up=rtf < 1.0 and compute < block,
         )

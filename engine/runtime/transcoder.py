@@ -95,7 +95,7 @@ class Transcoder:
     @property
     def latency_samples(self) -> int:
         """The streams' algorithmic latency, in model-rate samples (encoder plus decoder)."""
-        return (self.encoder.latency if self.encoder else 0) + (self.decoder.latency if self.decoder else 0)
+        return (self.encoder.latency_samples if self.encoder else 0) + (self.decoder.latency_samples if self.decoder else 0)
 
     @property
     def latency_ms(self) -> float:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import functools
 import hmac
 import ipaddress
 import json
@@ -36,7 +37,7 @@ import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 from urllib.parse import parse_qs, urlparse
 
 import numpy as np
@@ -56,8 +57,16 @@ from ..errors import (
     UnknownModelError,
 )
 from ..options import WINDOWED_OPTIONS, schema_json
-from .protocol import Audio, Codes, End, Hello, Protocol, ProtocolError
-from .session import Session, SessionLimits, wire_form
+from .protocol import Audio, Codes, End, Hello, Protocol, ProtocolError, Ready
+from .session import Outgoing, Session, SessionLimits, wire_form
+
+if TYPE_CHECKING:
+    from websockets.asyncio.server import Server as WebSocketServer
+    from websockets.asyncio.server import ServerConnection
+    from websockets.datastructures import Headers
+    from websockets.http11 import Request, Response
+
+    from ..plugin import Codec
 
 __all__ = ["ServerConfig", "Server", "ComputeWorker", "run_server"]
 
@@ -290,7 +299,7 @@ class Server:
         config.validate()
         self.config = config
         self.worker = worker or ComputeWorker()
-        self._models: dict[str, Any] = {}
+        self._models: dict[str, Codec] = {}
         self._model_lock = threading.Lock()
         self.sessions: dict[str, Session] = {}
         self._reserved = 0  # session slots taken by hellos still being set up
@@ -300,7 +309,7 @@ class Server:
         self.chunk_latency_s: collections.deque[float] = collections.deque(maxlen=5000)
         self.audio_s = 0.0
         self.started = time.time()
-        self._server: Any = None
+        self._server: WebSocketServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
         self.ready = threading.Event()
@@ -312,7 +321,7 @@ class Server:
         for name in self.config.served_models:
             self._load(name)
 
-    def _load(self, name: str) -> Any:
+    def _load(self, name: str) -> "Codec":
         from ..registry import load
 
         with self._model_lock:
@@ -320,7 +329,7 @@ class Server:
                 self._models[name] = load(name, self.config.weights.get(name))
             return self._models[name]
 
-    def model(self, name: str | None) -> Any:
+    def model(self, name: str | None) -> "Codec":
         """A served model by name (None: the default). Loads nothing unless ``load_on_request``
         is set and the model's weights are configured (a client never causes a download).
 
@@ -341,7 +350,7 @@ class Server:
                 raise ProtocolError("model_unavailable", f"model {name!r} cannot be loaded on this server") from None
         raise ProtocolError("bad_hello", f"model {name[:60]!r} is not served here; choose one of {', '.join(self.config.served_models)}")
 
-    def model_info(self, model: Any) -> dict[str, Any]:
+    def model_info(self, model: "Codec") -> dict[str, Any]:
         directions = ["audio->audio"]
         if wire_form(model) is not None:
             if model.has_encoder and model.streaming_encoder:
@@ -360,7 +369,7 @@ class Server:
         }
 
     # -- HTTP -----------------------------------------------------------------------------
-    def _authorized(self, path: str, headers: Any) -> bool:
+    def _authorized(self, path: str, headers: "Headers") -> bool:
         if self.config.token is None:
             return True
         supplied = (parse_qs(urlparse(path).query).get("token") or [""])[0]
@@ -369,7 +378,7 @@ class Server:
             supplied = authorization[len("Bearer ") :]
         return hmac.compare_digest(supplied.encode(), self.config.token.encode())
 
-    def _host_allowed(self, headers: Any) -> bool:
+    def _host_allowed(self, headers: "Headers") -> bool:
         """On a loopback address, only loopback host names: a page whose name was rebound to
         127.0.0.1 (DNS rebinding) sends its own name and is refused."""
         if not self.config.loopback:
@@ -378,7 +387,7 @@ class Server:
         name = host[1 : host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
         return name.lower() in _LOOPBACK_NAMES
 
-    def _origin_allowed(self, headers: Any) -> bool:
+    def _origin_allowed(self, headers: "Headers") -> bool:
         """Programs send no Origin and pass (the token guards them); browsers send one, which must
         be the page this server serves unless ``allowed_origins`` names it (or is ``*``)."""
         origin = headers.get("Origin")
@@ -410,7 +419,7 @@ class Server:
             "uptime_seconds": uptime,
         }
 
-    async def _process_request(self, connection: Any, request: Any) -> Any:
+    async def _process_request(self, connection: "ServerConnection", request: "Request") -> "Response | None":
         path = urlparse(request.path).path
         if path == "/health":  # for load balancers: open, and says nothing else
             return self._json_response(connection, json.dumps({"status": "ok"}))
@@ -434,26 +443,28 @@ class Server:
         if path == "/metrics":
             return self._json_response(connection, json.dumps(self.metrics()))
         # /models: the served models, or one of them (?model=): what a client needs for its hello
-        name = (parse_qs(urlparse(request.path).query).get("model") or [None])[0]
-        if name is None:
+        asked = parse_qs(urlparse(request.path).query).get("model")
+        wanted = asked[0] if asked else None
+        body: dict[str, Any]
+        if wanted is None:
             body = {"default": self.config.default_model, "models": [self.model_info(m) for m in self._models.values()]}
-        elif name in self._models:
-            body = self.model_info(self._models[name])
+        elif wanted in self._models:
+            body = self.model_info(self._models[wanted])
         else:
-            body = {"error": f"model {name[:60]!r} is not served here"}
+            body = {"error": f"model {wanted[:60]!r} is not served here"}
         return self._json_response(connection, json.dumps(body))
 
     @staticmethod
-    def _typed(response: Any, content_type: str) -> Any:
+    def _typed(response: "Response", content_type: str) -> "Response":
         del response.headers["Content-Type"]  # websockets' Headers append; replace text/plain
         response.headers["Content-Type"] = content_type
         return response
 
-    def _json_response(self, connection: Any, body: str) -> Any:
+    def _json_response(self, connection: "ServerConnection", body: str) -> "Response":
         return self._typed(connection.respond(200, body + "\n"), "application/json")
 
     # -- WebSocket sessions ---------------------------------------------------------------
-    async def _handler(self, websocket: Any) -> None:
+    async def _handler(self, websocket: "ServerConnection") -> None:
         if self.pending_connections >= self.config.max_pending_connections:
             self.errors["server_busy"] += 1
             await self._fail(websocket, "server_busy", "too many connections are waiting to start a session")
@@ -505,7 +516,7 @@ class Server:
         finally:
             release()
 
-    async def _end_with_error(self, websocket: Any, exc: Exception, session: Session | None) -> None:
+    async def _end_with_error(self, websocket: "ServerConnection", exc: Exception, session: Session | None) -> None:
         if _is_disconnect(exc):  # the client vanished, or sends stalled: end this session only
             _abort(websocket)
             return
@@ -515,7 +526,7 @@ class Server:
             log.error("session %s: internal error", session.id if session else "-", exc_info=exc)
         await self._fail(websocket, code, message)
 
-    async def _serve_session(self, websocket: Any, protocol: Protocol, session: Session) -> None:
+    async def _serve_session(self, websocket: "ServerConnection", protocol: Protocol, session: Session) -> None:
         inbox = _Inbox(max(self.config.max_queued_bytes, 2 * self.config.max_message_bytes))
         recorder = _Recorder(self.config.record_dir, session, self.config.record_max_bytes) if self.config.record_dir else None
         closed = asyncio.ensure_future(websocket.wait_closed())
@@ -554,7 +565,7 @@ class Server:
             if recorder is not None:
                 recorder.close()
 
-    async def _process_inbox(self, websocket: Any, session: Session, inbox: _Inbox, recorder: "_Recorder | None", closed: asyncio.Future) -> None:
+    async def _process_inbox(self, websocket: "ServerConnection", session: Session, inbox: _Inbox, recorder: "_Recorder | None", closed: asyncio.Future) -> None:
         while True:
             received, event = await inbox.get()
             if closed.done():  # the client is gone: stop spending compute on it
@@ -563,10 +574,10 @@ class Server:
                 samples = self._merge_audio(session, inbox, event.samples)
                 if recorder:
                     recorder.write("input", samples)
-                await self._run_turns(websocket, lambda s=samples: session.process_audio(s), recorder)
+                await self._run_turns(websocket, functools.partial(session.process_audio, samples), recorder)
                 self.audio_s += len(samples) / session.hello.sample_rate
             elif isinstance(event, Codes):
-                await self._run_turns(websocket, lambda e=event: session.process_codes(e.levels), recorder)
+                await self._run_turns(websocket, functools.partial(session.process_codes, event.levels), recorder)
             else:  # End: flush, send the rest, say end
                 outputs = await self.worker.submit(session.finish)
                 await self._send_outputs(websocket, outputs, recorder)
@@ -576,9 +587,9 @@ class Server:
                 return
             self.chunk_latency_s.append(time.perf_counter() - received)
 
-    async def _run_turns(self, websocket: Any, job: Callable[[], Iterator[Any]], recorder: "_Recorder | None") -> None:
+    async def _run_turns(self, websocket: "ServerConnection", job: Callable[[], Iterator[Outgoing]], recorder: "_Recorder | None") -> None:
         """Run a session's job on the compute thread, sending each turn's output as it comes."""
-        outputs: asyncio.Queue[Any] = asyncio.Queue()
+        outputs: asyncio.Queue[Outgoing] = asyncio.Queue()
         finished = self.worker.submit_turns(job, outputs.put_nowait)
         try:
             while True:
@@ -606,13 +617,13 @@ class Server:
             room -= len(more)
         return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
 
-    async def _send_outputs(self, websocket: Any, outputs: list[tuple[bytes, Any]], recorder: "_Recorder | None") -> None:
+    async def _send_outputs(self, websocket: "ServerConnection", outputs: Outgoing, recorder: "_Recorder | None") -> None:
         for message, samples in outputs:
             if recorder is not None and samples is not None:
                 recorder.write("output", samples)
             await self._send(websocket, message)
 
-    async def _send(self, websocket: Any, message: bytes) -> None:
+    async def _send(self, websocket: "ServerConnection", message: bytes) -> None:
         """Send, or drop the client (TCP included) when it has not read for ``send_timeout_s``."""
         try:
             await asyncio.wait_for(websocket.send(message), self.config.send_timeout_s)
@@ -620,7 +631,7 @@ class Server:
             _abort(websocket)
             raise ConnectionError("the client stopped reading") from None
 
-    async def _close(self, websocket: Any, code: int, reason: str) -> None:
+    async def _close(self, websocket: "ServerConnection", code: int, reason: str) -> None:
         try:
             await asyncio.wait_for(websocket.close(code, reason), self.config.send_timeout_s)
         except Exception:  # a peer that does not take the close frame
@@ -629,7 +640,7 @@ class Server:
     def _session_stats(self, session: Session) -> dict[str, Any]:
         return {"session": session.id, "audio_seconds_in": session.audio_in_s}
 
-    async def _fail(self, websocket: Any, code: str, message: str) -> None:
+    async def _fail(self, websocket: "ServerConnection", code: str, message: str) -> None:
         """Tell the client why, then close; a peer that takes neither is aborted."""
         try:
             await asyncio.wait_for(websocket.send(Protocol.error(code, message)), 2.0)
@@ -675,7 +686,7 @@ class Server:
                 pass
 
 
-def _open_session(model: Any, hello: Hello, protocol: Protocol, limits: SessionLimits) -> tuple[Session, Any]:
+def _open_session(model: "Codec", hello: Hello, protocol: Protocol, limits: SessionLimits) -> tuple[Session, Ready]:
     """On the compute thread: streams are built and their latency derived there, never on the
     event loop."""
     session = Session(model, hello, protocol, limits)
@@ -754,7 +765,7 @@ def _error_for(exc: BaseException, session: Session | None) -> tuple[str, str]:
 SEND_BUFFER_BYTES = 256 * 1024
 
 
-def _limit_send_buffer(websocket: Any) -> None:
+def _limit_send_buffer(websocket: "ServerConnection") -> None:
     sock = websocket.transport.get_extra_info("socket")
     if sock is not None:
         try:
@@ -763,7 +774,7 @@ def _limit_send_buffer(websocket: Any) -> None:
             pass
 
 
-def _abort(websocket: Any) -> None:
+def _abort(websocket: "ServerConnection") -> None:
     """Drop the connection now, with a TCP reset: a plain close would leave the kernel trying
     to deliver the unsent buffer to a peer that does not read, for minutes."""
     sock = websocket.transport.get_extra_info("socket")

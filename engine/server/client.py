@@ -40,7 +40,7 @@ def expect_ready(message: object) -> Ready:
 @dataclass
 class ClientResult:
     ready: Ready
-    audio: np.ndarray | None  # [n, channels] float32, what came back (audio directions)
+    audio: np.ndarray  # [n, channels] float32, what came back (empty for audio->codes)
     codes: list[list[np.ndarray]] = field(default_factory=list)  # per message, per level
     stats: dict[str, Any] = field(default_factory=dict)
     sent_at: list[float] = field(default_factory=list)  # monotonic send time of each chunk
@@ -73,7 +73,7 @@ async def stream_audio(
     async with connect(url, additional_headers=headers, max_size=1 << 24, open_timeout=open_timeout) as websocket:
         await websocket.send(protocol.hello(Hello(model=model, direction=direction, sample_rate=sample_rate, channels=audio.shape[1], format=audio_format, options=options or {})))
         ready = expect_ready(protocol.receive(await websocket.recv()))
-        result = ClientResult(ready=ready, audio=None)
+        result = ClientResult(ready=ready, audio=np.zeros((0, audio.shape[1]), np.float32))
         pieces: list[np.ndarray] = []
         received = 0
 

@@ -3,25 +3,29 @@ speakers."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .client import ServerError, expect_ready, stream_audio
 from .protocol import Audio, End, ErrorMessage, Hello, Protocol
 
+if TYPE_CHECKING:
+    from ..io.base import AudioSink
+
 __all__ = ["run_client"]
 
 
-def run_client(args: Any) -> str:
+def run_client(args: argparse.Namespace) -> str:
     if args.input is not None:
         return _file_client(args)
     return asyncio.run(_microphone_client(args))
 
 
-def _file_client(args: Any) -> str:
+def _file_client(args: argparse.Namespace) -> str:
     import soundfile
 
     from ..io.wav import write_audio
@@ -41,7 +45,7 @@ def _file_client(args: Any) -> str:
     return f"{args.input} -> {args.output or 'nowhere'}: {len(out) / rate:.2f} s through {result.ready.model} (model latency {result.ready.latency_ms:.1f} ms)"
 
 
-async def _microphone_client(args: Any) -> str:
+async def _microphone_client(args: argparse.Namespace) -> str:
     """Microphone in, speakers (or a file) out, until Ctrl-C or ``--duration``."""
     from websockets.asyncio.client import connect
 
@@ -49,14 +53,14 @@ async def _microphone_client(args: Any) -> str:
     from ..io.files import WavFileSink
 
     rate = 48000
-    source = SoundDeviceSource(None, rate, 1, block_frames=512, ring_seconds=1.0)
+    source = SoundDeviceSource(None, rate, 1, block_samples=512, ring_seconds=1.0)
     protocol = Protocol(max_message_bytes=1 << 24)
     headers = {"Authorization": f"Bearer {args.token}"} if args.token else None
     chunk = round(args.chunk_ms * rate / 1000)
     async with connect(args.url, additional_headers=headers, max_size=1 << 24) as websocket:
         await websocket.send(protocol.hello(Hello(model=args.model, direction="audio->audio", sample_rate=rate)))
         ready = expect_ready(protocol.receive(await websocket.recv()))
-        sink: Any = WavFileSink(args.output, rate) if args.output else SoundDeviceSink(None, rate, 1, block_frames=512, prefill_frames=chunk * 3, ring_seconds=1.0, late_audio="drop")
+        sink: AudioSink = WavFileSink(args.output, rate) if args.output else SoundDeviceSink(None, rate, 1, block_samples=512, prefill_samples=chunk * 3, ring_seconds=1.0, late_audio="drop")
         sink.start()
         source.start()
         started = time.monotonic()

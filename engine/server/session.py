@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import uuid
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 import torch
@@ -22,6 +22,9 @@ from ..errors import CodecStreamError
 from ..options import WINDOWED_OPTIONS, check_options
 from ..runtime.transcoder import Transcoder
 from .protocol import Hello, Protocol, ProtocolError, Ready
+
+if TYPE_CHECKING:
+    from ..plugin import Codec
 
 __all__ = ["Session", "SessionLimits", "codes_to_wire", "codes_from_wire", "wire_form", "Outgoing"]
 
@@ -46,7 +49,7 @@ class SessionLimits:
     max_message_bytes: int = 256 * 1024
 
 
-def wire_form(model: Any) -> str | None:
+def wire_form(model: "Codec") -> str | None:
     """How ``model``'s codes travel in CODES messages: ``"tensor"`` (one ``[rows, frames]``
     level: code-books or feature channels), ``"levels"`` (one ``[1, frames]`` level per code
     level, SNAC) or None (codes the protocol cannot carry, such as EnCodec 48 kHz segments)."""
@@ -66,7 +69,7 @@ def codes_to_wire(codes: Any) -> list[np.ndarray]:
     return [codes[0].detach().cpu().numpy()]
 
 
-def codes_from_wire(model: Any, levels: list[np.ndarray], form: str | None = None) -> Any:
+def codes_from_wire(model: "Codec", levels: list[np.ndarray], form: str | None = None) -> Any:
     """Protocol levels → what the model's decoder takes (the model validates the values)."""
     form = form or wire_form(model)
     tensors = [torch.from_numpy(np.array(level)) for level in levels]
@@ -81,7 +84,7 @@ def codes_from_wire(model: Any, levels: list[np.ndarray], form: str | None = Non
     return tensors[0][None] if tensors[0].is_floating_point() else tensors[0][None].long()
 
 
-def _split_options(model: Any, options: dict[str, Any], direction: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def _split_options(model: "Codec", options: dict[str, Any], direction: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The hello's options, type- and range-checked, split into encoder and decoder options."""
     schema = (*model.option_specs(), *WINDOWED_OPTIONS)
     try:
@@ -104,7 +107,7 @@ class Session:
     ``process_audio`` and ``process_codes`` return iterators of turns, each turn a list of
     :data:`Outgoing` messages (the worker interleaves turns of different sessions)."""
 
-    def __init__(self, model: Any, hello: Hello, protocol: Protocol, limits: SessionLimits | None = None) -> None:
+    def __init__(self, model: "Codec", hello: Hello, protocol: Protocol, limits: SessionLimits | None = None) -> None:
         self.id = uuid.uuid4().hex[:12]
         self.model = model
         self.hello = hello

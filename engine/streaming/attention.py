@@ -13,13 +13,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .module import StreamContext, StreamingModule
+from .module import StreamContext, StreamingModule, StreamState
 
 __all__ = ["BlockLocalAttention"]
 
 
 @dataclass
-class BlockAttentionState:
+class BlockAttentionState(StreamState):
+    # Its length is the stream's phase within the window: rows merge when they are in phase.
     pending: Tensor  # [B, C, k] frames of the window being filled, k < window
 
 
@@ -84,11 +85,11 @@ class BlockLocalAttention(StreamingModule[BlockAttentionState]):
         out = out.permute(0, 2, 3, 1, 4).reshape(batch, length, channels)
         return self.to_out(out).transpose(1, 2) + x
 
+    def init_state(self, batch_size: int, like: Tensor) -> BlockAttentionState:
+        return BlockAttentionState(pending=like.new_zeros(batch_size, like.shape[1], 0))
+
     def step(self, x: Tensor, ctx: StreamContext) -> Tensor:
-        state = ctx.get(self)
-        if state is None:
-            state = BlockAttentionState(pending=x[..., :0])
-            ctx.set(self, state)
+        state = self.state(ctx, x)
         frames = torch.cat([state.pending, x], dim=-1) if state.pending.shape[-1] else x
         usable = frames.shape[-1] // self.window * self.window
         state.pending = frames[..., usable:]
@@ -97,7 +98,7 @@ class BlockLocalAttention(StreamingModule[BlockAttentionState]):
         return self.attend(frames[..., :usable])
 
     def flush(self, ctx: StreamContext) -> Tensor | None:
-        state = ctx.get(self)
+        state = self._state(ctx)
         if state is None or state.pending.shape[-1] == 0:
             return None
         out = self.attend(state.pending)
@@ -106,5 +107,3 @@ class BlockLocalAttention(StreamingModule[BlockAttentionState]):
 
     def output_count(self, n_in: int) -> int:
         return n_in // self.window * self.window
-
-

@@ -11,7 +11,7 @@ from typing import Mapping
 
 from torch import Tensor, nn
 
-from .module import StreamContext, StreamingModule, cat_time
+from .module import StreamContext, StreamingModule, StreamState, cat_time
 
 __all__ = ["StreamingSequential", "Residual", "AlignedSum"]
 
@@ -66,9 +66,9 @@ class StreamingSequential(StreamingModule[None]):
 
 
 @dataclass
-class ResidualState:
-    block: Tensor | None  # branch output waiting for its skip partner
-    skip: Tensor | None  # skip input waiting for the branch (the delay line)
+class ResidualState(StreamState):
+    block: Tensor | None  # [B, C, n] branch output waiting for its skip partner
+    skip: Tensor | None  # [B, C, n] skip input waiting for the branch (the delay line)
 
 
 class Residual(StreamingModule[ResidualState]):
@@ -87,17 +87,17 @@ class Residual(StreamingModule[ResidualState]):
     def _run(self, module: nn.Module, x: Tensor, ctx: StreamContext) -> Tensor:
         return module.step(x, ctx) if isinstance(module, StreamingModule) else module(x)
 
+    def init_state(self, batch_size: int, like: Tensor) -> ResidualState:
+        return ResidualState(block=None, skip=None)
+
     def step(self, x: Tensor, ctx: StreamContext) -> Tensor:
-        state = ctx.get(self)
-        if state is None:
-            state = ResidualState(block=None, skip=None)
-            ctx.set(self, state)
+        state = self.state(ctx, x)
         return self._join(
             state, self._run(self.shortcut, x, ctx), self._run(self.block, x, ctx)
         )
 
     def flush(self, ctx: StreamContext) -> Tensor | None:
-        state = ctx.get(self)
+        state = self._state(ctx)
         if state is None:
             return None
         skip = self.shortcut.flush(ctx) if isinstance(self.shortcut, StreamingModule) else None
@@ -132,8 +132,8 @@ class Residual(StreamingModule[ResidualState]):
 
 
 @dataclass
-class AlignedSumState:
-    pending: list[Tensor | None]  # per branch, output waiting for the other branches
+class AlignedSumState(StreamState):
+    pending: list[Tensor | None]  # per branch, [B, C, n] output waiting for the other branches
 
 
 class AlignedSum(StreamingModule[AlignedSumState]):
@@ -162,16 +162,16 @@ class AlignedSum(StreamingModule[AlignedSumState]):
             total = total + j[..., :n]  # type: ignore[index]
         return total / self.divisor if self.divisor != 1.0 else total
 
+    def init_state(self, batch_size: int, like: Tensor) -> AlignedSumState:
+        return AlignedSumState(pending=[None] * len(self._modules))
+
     def step(self, x: Tensor, ctx: StreamContext) -> Tensor:
-        state = ctx.get(self)
-        if state is None:
-            state = AlignedSumState(pending=[None] * len(self._modules))
-            ctx.set(self, state)
+        state = self.state(ctx, x)
         out = self._sum(state, [b.step(x, ctx) for b in self._branches()])  # type: ignore[operator]
         return out if out is not None else x[:, :0]
 
     def flush(self, ctx: StreamContext) -> Tensor | None:
-        state = ctx.get(self)
+        state = self._state(ctx)
         if state is None:
             return None
         out = self._sum(state, [b.flush(ctx) for b in self._branches()])  # type: ignore[operator]

@@ -21,16 +21,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .kernels import GEMM_MAX_FRAMES, conv_transpose1d_gemm
-from .module import StreamContext, StreamingModule
+from .module import RowInts, StreamContext, StreamingModule, StreamState, advance, row_ints, uniform
 
 __all__ = ["StreamingConvTranspose1d"]
 
 
 @dataclass
-class ConvTransposeState:
+class ConvTransposeState(StreamState):
     tail: Tensor  # [B, C_out, k - s] partial sums, bias excluded
-    to_trim: int  # start samples still to drop
-    seen: int  # input frames received
+    to_trim: RowInts  # start samples still to drop
+    seen: RowInts  # input frames received
 
 
 class StreamingConvTranspose1d(StreamingModule[ConvTransposeState]):
@@ -88,16 +88,19 @@ class StreamingConvTranspose1d(StreamingModule[ConvTransposeState]):
             f"stride={self.stride}, groups={self.groups}, trim={self.trim}"
         )
 
+    def init_state(self, batch_size: int, like: Tensor) -> ConvTransposeState:
+        return ConvTransposeState(
+            tail=like.new_zeros(batch_size, self.out_channels, self._overlap),
+            to_trim=row_ints(batch_size, self.trim[0]),
+            seen=row_ints(batch_size),
+        )
+
     def step(self, x: Tensor, ctx: StreamContext) -> Tensor:
-        state = ctx.get(self)
-        if state is None:
-            tail = x.new_zeros(x.shape[0], self.out_channels, self._overlap)
-            state = ConvTransposeState(tail=tail, to_trim=self.trim[0], seen=0)
-            ctx.set(self, state)
+        state = self.state(ctx, x)
         n = x.shape[-1]
         if n == 0:
             return x.new_zeros(x.shape[0], self.out_channels, 0)
-        state.seen += n
+        advance(state.seen, n)
         if n <= GEMM_MAX_FRAMES and self.groups == 1:
             y = conv_transpose1d_gemm(x, self.weight, self.stride)
         else:
@@ -109,11 +112,11 @@ class StreamingConvTranspose1d(StreamingModule[ConvTransposeState]):
         out = y[..., :final]
         if self.bias is not None:
             out.add_(self.bias[:, None])  # y is ours and the tail is a disjoint view
-        return self._trim_start(out, state)
+        return self._trim_start(out, state) if self.trim[0] else out
 
     def flush(self, ctx: StreamContext) -> Tensor | None:
-        state = ctx.get(self)
-        if state is None or state.seen == 0:
+        state = self._state(ctx)
+        if state is None or not uniform(state.seen > 0, "ends (some rows got no input)"):
             return None
         out = state.tail[..., : self._overlap - self.trim[1]]
         if self.bias is not None:
@@ -126,8 +129,10 @@ class StreamingConvTranspose1d(StreamingModule[ConvTransposeState]):
 
     @staticmethod
     def _trim_start(out: Tensor, state: ConvTransposeState) -> Tensor:
-        if state.to_trim:
-            cut = min(state.to_trim, out.shape[-1])
-            state.to_trim -= cut
+        # Rows past their start crop (every row after the first frames) share the fast path.
+        to_trim = uniform(state.to_trim, "start crops")
+        if to_trim:
+            cut = min(to_trim, out.shape[-1])
+            advance(state.to_trim, -cut)
             out = out[..., cut:]
         return out

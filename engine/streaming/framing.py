@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .module import StreamContext, StreamingModule
+from .module import RowInts, StreamContext, StreamingModule, StreamState, advance, row_ints, uniform
 
 __all__ = ["FramedModule", "PadMode"]
 
@@ -34,11 +34,11 @@ PadMode = Literal["zeros", "reflect", "replicate"]
 
 
 @dataclass
-class FrameState:
-    buffer: Tensor  # [B, C_in, n] padded-stream frames still needed
-    skip: int  # leading frames of `buffer` kept only as right-edge history
-    seen: int  # raw input frames received so far
-    started: bool  # whether the left padding has been applied
+class FrameState(StreamState):
+    buffer: Tensor  # [B, C_in, n] padded-stream frames still needed (one length for all rows)
+    skip: RowInts  # leading frames of `buffer` kept only as right-edge history
+    seen: RowInts  # raw input frames received
+    started: RowInts  # 1 once the left padding has been applied
 
 
 class FramedModule(StreamingModule[FrameState]):
@@ -85,46 +85,53 @@ class FramedModule(StreamingModule[FrameState]):
             self._frames_to_start = max_pad + 1 if max_pad else 0
         # Raw frames kept at the end of the buffer so the right edge can be mirrored at flush.
         self._history = 0 if pad_mode == "zeros" else max_right + 1
+        # Without history, windows that overlap or touch never leave a skip: `step` then reads
+        # no counter but `seen` (each numpy access costs, per layer and chunk).
+        self._skips = self._history > 0 or stride > window
 
     def _compute(self, windows: Tensor, n_out: int) -> Tensor:
         """``n_out`` output frames from ``windows`` ``[B, C, (n_out - 1)·stride + window]``."""
         raise NotImplementedError
 
     # -- streaming ----------------------------------------------------------------------
-    def _new_state(self, x: Tensor) -> FrameState:
-        left = self.padding[0]
-        if self._frames_to_start == 0:
-            buffer = x.new_zeros(x.shape[0], x.shape[1], left)
-            return FrameState(buffer=buffer, skip=0, seen=0, started=True)
-        return FrameState(buffer=x[..., :0], skip=0, seen=0, started=False)
+    def init_state(self, batch_size: int, like: Tensor) -> FrameState:
+        """Zero padding is known up front; the other modes wait for the frames they mirror."""
+        started = self._frames_to_start == 0
+        left = self.padding[0] if started else 0
+        return FrameState(
+            buffer=like.new_zeros(batch_size, like.shape[1], left),
+            skip=row_ints(batch_size),
+            seen=row_ints(batch_size),
+            started=row_ints(batch_size, int(started)),
+        )
 
     def step(self, x: Tensor, ctx: StreamContext) -> Tensor:
-        state = ctx.get(self)
-        if state is None:
-            state = self._new_state(x)
-            ctx.set(self, state)
+        state = self.state(ctx, x)
         if x.shape[-1]:
             state.buffer = torch.cat([state.buffer, x], dim=-1) if state.buffer.shape[-1] else x
-            state.seen += x.shape[-1]
-        if not state.started:
-            if state.seen < self._frames_to_start:
+            advance(state.seen, x.shape[-1])
+        if self._frames_to_start and not uniform(state.started, "start-up phases"):
+            # Unstarted rows hold all their frames, so equal buffers mean equal counts.
+            if uniform(state.seen, "frames seen") < self._frames_to_start:
                 return self._empty(x)
             state.buffer = self._pad_left(state.buffer)
-            state.started = True
+            state.started[:] = 1
         return self._emit(state)
 
     def flush(self, ctx: StreamContext) -> Tensor | None:
-        state = ctx.get(self)
-        if state is None or state.seen == 0:
+        state = self._state(ctx)
+        if state is None or not uniform(state.seen > 0, "ends (some rows got no input)"):
             return None
         left, right = self.padding
         if self.pad_to_stride:
-            right += (-(left + state.seen + right - self.window_frames)) % self.stride
-        if not state.started:
+            # Per row, then one value: rows of one buffer layout end at the same stride phase.
+            extra = (-(left + state.seen + right - self.window_frames)) % self.stride
+            right += uniform(extra, "stride phases")
+        if not uniform(state.started, "start-up phases"):
             # The whole (short) stream is still buffered: pad it exactly as offline does.
             state.buffer = _pad_offline(state.buffer, left, right, self.pad_mode)
-            state.skip = 0
-            state.started = True
+            state.skip[:] = 0
+            state.started[:] = 1
         elif right:
             state.buffer = torch.cat([state.buffer, self._right_edge(state.buffer, right)], dim=-1)
         out = self._emit(state)
@@ -164,16 +171,18 @@ class FramedModule(StreamingModule[FrameState]):
     def _emit(self, state: FrameState) -> Tensor:
         buffer = state.buffer
         window, stride = self.window_frames, self.stride
-        available = buffer.shape[-1] - state.skip
+        skip = uniform(state.skip, "buffer offsets") if self._skips else 0
+        available = buffer.shape[-1] - skip
         n_out = (available - window) // stride + 1 if available >= window else 0
         if n_out:
-            out = self._compute(buffer[..., state.skip : state.skip + (n_out - 1) * stride + window], n_out)
+            out = self._compute(buffer[..., skip : skip + (n_out - 1) * stride + window], n_out)
         else:
             out = self._empty(buffer)
-        next_start = state.skip + n_out * stride
+        next_start = skip + n_out * stride
         keep_from = min(next_start, max(0, buffer.shape[-1] - self._history))
         state.buffer = buffer[..., keep_from:]
-        state.skip = next_start - keep_from
+        if next_start != keep_from or skip:
+            state.skip.fill(next_start - keep_from)
         return out
 
 

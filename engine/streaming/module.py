@@ -25,7 +25,17 @@ from torch import Tensor, nn
 
 from ..errors import StreamStateError
 
-__all__ = ["RowInts", "StreamContext", "StreamState", "StreamingModule", "cat_time", "row_ints", "uniform"]
+__all__ = [
+    "RowInts",
+    "StreamContext",
+    "StreamState",
+    "StreamingModule",
+    "advance",
+    "cat_time",
+    "common",
+    "row_ints",
+    "uniform",
+]
 
 StateT = TypeVar("StateT")
 S = TypeVar("S", bound="StreamState")
@@ -42,10 +52,30 @@ def row_ints(batch_size: int, value: int = 0) -> RowInts:
 
 def uniform(values: RowInts, what: str) -> int:
     """The one value every row holds; rows that disagree cannot be computed in one call."""
+    if len(values) == 1:  # the usual stream; item() is the cheapest read of a numpy scalar
+        return values.item()  # type: ignore[no-any-return]
     first = int(values[0])
-    if len(values) > 1 and not bool((values == first).all()):
+    if not bool((values == first).all()):
         raise StreamStateError(f"rows of this batch are at different {what} ({values.tolist()}); compute them apart")
     return first
+
+
+def common(values: RowInts) -> int | None:
+    """The one value every row holds, or ``None`` when rows differ (for paths that can also
+    compute rows apart, and take a shared fast path when they agree)."""
+    if len(values) == 1:
+        return values.item()  # type: ignore[no-any-return]
+    first = int(values[0])
+    return first if bool((values == first).all()) else None
+
+
+def advance(values: RowInts, n: int) -> None:
+    """``values += n`` in place. Layers call this on every chunk: one row (the usual stream)
+    adds in Python, since numpy's ufuncs and scalar maths cost microseconds between torch ops."""
+    if len(values) == 1:
+        values[0] = values.item() + n
+    else:
+        values += n
 
 
 class StreamState:
@@ -225,7 +255,11 @@ class StreamingModule(nn.Module, Generic[StateT]):
 
     def state(self, ctx: StreamContext, like: Tensor) -> StateT:
         """This layer's state in ``ctx``, created by :meth:`init_state` on the first input."""
-        return ctx.state(self, lambda: self.init_state(ctx.batch_size, like))
+        state = ctx.get(self)
+        if state is None:  # no closure per call: this runs for every layer on every chunk
+            state = self.init_state(ctx.batch_size, like)
+            ctx.set(self, state)
+        return state  # type: ignore[no-any-return]
 
     def _state(self, ctx: StreamContext) -> StateT | None:
         """This layer's state in ``ctx``, or ``None`` before its first input."""

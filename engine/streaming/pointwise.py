@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import StreamStateError
-from .module import StreamContext, StreamingModule
+from .module import RowInts, StreamContext, StreamingModule, StreamState, common, row_ints
 
 __all__ = ["ChannelLayerNorm", "FrameLinear", "AdaLayerNorm", "set_condition", "LogMagnitudePhaseToSpectrum", "Snake1d", "SnakeBeta"]
 
@@ -34,15 +34,16 @@ class FrameLinear(nn.Linear):
 
 
 @dataclass
-class ConditionState:
-    index: int  # row of the scale/shift tables used by this stream
+class ConditionState(StreamState):
+    index: RowInts  # per row: the row of the scale/shift tables it uses
 
 
 class AdaLayerNorm(StreamingModule[ConditionState]):
-    """LayerNorm without affine parameters, then ``x·scale[c] + shift[c]`` for the stream's
-    condition ``c`` (Vocos-EnCodec: one row per bandwidth).
+    """LayerNorm without affine parameters, then ``x·scale[c] + shift[c]`` for each row's
+    condition ``c`` (Vocos-EnCodec: one row per bandwidth). Rows of one batch may have
+    different conditions.
 
-    ``step`` takes ``[B, C, T]``; :meth:`normalize_last` takes ``[..., C]``.
+    ``step`` takes ``[B, C, T]``; :meth:`normalize_last` takes ``[B, ..., C]``.
     """
 
     def __init__(self, num_conditions: int, dim: int, eps: float = 1e-6) -> None:
@@ -55,21 +56,27 @@ class AdaLayerNorm(StreamingModule[ConditionState]):
         nn.init.zeros_(self.shift.weight)
 
     def normalize_last(self, x: Tensor, ctx: StreamContext) -> Tensor:
-        state = ctx.get(self)
+        state = self._state(ctx)
         if state is None:
             raise StreamStateError("AdaLayerNorm used before its stream's condition was set")
         x = F.layer_norm(x, (self.dim,), eps=self.eps)
-        return x * self.scale.weight[state.index] + self.shift.weight[state.index]
+        index = common(state.index)
+        if index is not None:  # one condition for the batch: a table row broadcast, no gather
+            return x * self.scale.weight[index] + self.shift.weight[index]
+        rows = torch.from_numpy(state.index).to(x.device)
+        shape = (x.shape[0],) + (1,) * (x.dim() - 2) + (self.dim,)  # [B, 1.., C]
+        return x * self.scale.weight[rows].view(shape) + self.shift.weight[rows].view(shape)
 
     def step(self, x: Tensor, ctx: StreamContext) -> Tensor:
         return self.normalize_last(x.transpose(1, 2), ctx).transpose(1, 2)
 
 
 def set_condition(module: nn.Module, ctx: StreamContext, index: int) -> None:
-    """Give every :class:`AdaLayerNorm` under ``module`` the condition ``index`` for this stream."""
+    """Give every :class:`AdaLayerNorm` under ``module`` the condition ``index`` for every row
+    of this stream (rows merged from other streams may later hold others)."""
     for child in module.modules():
         if isinstance(child, AdaLayerNorm):
-            ctx.set(child, ConditionState(index))
+            ctx.set(child, ConditionState(row_ints(ctx.batch_size, index)))
 
 
 class LogMagnitudePhaseToSpectrum(nn.Module):

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Union
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from .framing import FramedModule, PadMode
 from .kernels import overlap_add
-from .module import StreamContext, StreamingModule
+from .module import RowInts, StreamContext, StreamingModule, StreamState, advance, common, row_ints, uniform
 
 __all__ = ["StreamingLogMel", "StreamingISTFT", "mel_filterbank", "hann_window"]
 
@@ -137,12 +138,27 @@ class StreamingLogMel(FramedModule):
         return torch.log(torch.clamp(mel, min=self.log_floor)).transpose(1, 2)
 
 
+#: A per-row counter as maths take it: a Python int when every row agrees, else the rows.
+Ints = Union[int, RowInts]
+
+
+def _rows(values: RowInts) -> Ints:
+    """The rows' shared value as a Python int (cheap maths for the usual stream), else the rows
+    themselves (not a copy)."""
+    shared = common(values)
+    return values if shared is None else shared
+
+
+def _one(value: Ints, what: str) -> int:
+    return value if isinstance(value, int) else uniform(value, what)
+
+
 @dataclass
-class ISTFTState:
+class ISTFTState(StreamState):
     signal: Tensor  # [B, L] overlap-added samples from uncropped position `released` on
-    envelope: Tensor  # [L] overlap-added squared window, same positions
-    released: int  # uncropped positions already emitted (or cropped)
-    frames: int  # frames received
+    envelope: Tensor  # [B, L] overlap-added squared window, same positions
+    released: RowInts  # uncropped positions already emitted (or cropped)
+    frames: RowInts  # frames received
 
 
 class StreamingISTFT(StreamingModule[ISTFTState]):
@@ -154,6 +170,9 @@ class StreamingISTFT(StreamingModule[ISTFTState]):
     ``(n_fft - hop) // 2`` cropped at each end. Position ``p`` is final once every frame whose
     window is non-zero at ``p`` has arrived; a Hann window's leading zero lets each frame
     release one sample more than its hop.
+
+    Rows of one batch may be of different ages: past the start-up every row buffers, adds and
+    releases the same amounts, so only those amounts must agree.
     """
 
     def __init__(self, n_fft: int, hop_length: int, *, padding: Literal["center", "same"] = "same") -> None:
@@ -165,61 +184,76 @@ class StreamingISTFT(StreamingModule[ISTFTState]):
         self.padding = padding
         self.trim = n_fft // 2 if padding == "center" else (n_fft - hop_length) // 2
         self.register_buffer("window", hann_window(n_fft))
+        self._zeros: tuple[tuple[int, int], int] | None = None
 
     def _leading_zeros(self) -> int:
-        nonzero = torch.nonzero(self.window)
-        return int(nonzero[0]) if len(nonzero) else self.n_fft
+        """Leading zeros of ``window``, recomputed only when the buffer changes (a checkpoint
+        may carry its own)."""
+        key = (self.window.data_ptr(), self.window._version)
+        if self._zeros is None or self._zeros[0] != key:
+            nonzero = torch.nonzero(self.window)
+            self._zeros = (key, int(nonzero[0]) if len(nonzero) else self.n_fft)
+        return self._zeros[1]
+
+    def init_state(self, batch_size: int, like: Tensor) -> ISTFTState:
+        return ISTFTState(
+            signal=self.window.new_zeros(batch_size, 0),
+            envelope=self.window.new_zeros(batch_size, 0),
+            released=row_ints(batch_size),
+            frames=row_ints(batch_size),
+        )
+
+    def _final(self, frames: Ints) -> Ints:
+        """Uncropped positions no later frame can change, after ``frames`` frames (> 0)."""
+        hop = self.hop_length
+        by_zeros, by_window = frames * hop + self._leading_zeros(), (frames - 1) * hop + self.n_fft
+        return min(by_zeros, by_window) if isinstance(by_zeros, int) else np.minimum(by_zeros, by_window)
 
     def step(self, spectrum: Tensor, ctx: StreamContext) -> Tensor:
-        state = ctx.get(self)
+        state = self.state(ctx, spectrum)
         n = spectrum.shape[-1]
-        if state is None:
-            real_dtype = self.window.dtype
-            state = ISTFTState(
-                signal=spectrum.new_zeros(spectrum.shape[0], 0, dtype=real_dtype),
-                envelope=self.window.new_zeros(0),
-                released=0,
-                frames=0,
-            )
-            ctx.set(self, state)
         if n == 0:
             return state.signal.new_zeros(spectrum.shape[0], 1, 0)
         frames = torch.fft.irfft(spectrum, self.n_fft, dim=1, norm="backward").transpose(1, 2) * self.window
         added = overlap_add(frames, self.hop_length)
-        added_envelope = overlap_add(self.window.square().expand(1, n, -1), self.hop_length)[0]
-        offset = state.frames * self.hop_length - state.released
+        added_envelope = overlap_add(self.window.square().expand(1, n, -1), self.hop_length)
+        received, released = _rows(state.frames), _rows(state.released)
+        offset = _one(received * self.hop_length - released, "overlap-add offsets")
         if offset < 0:  # positions already released lie under the window's leading zeros
-            added, added_envelope, offset = added[..., -offset:], added_envelope[-offset:], 0
+            added, added_envelope, offset = added[..., -offset:], added_envelope[..., -offset:], 0
         end = offset + added.shape[-1]
         state.signal = _extend(state.signal, end)
         state.envelope = _extend(state.envelope, end)
         state.signal[..., offset:end] += added
-        state.envelope[offset:end] += added_envelope
-        state.frames += n
-        final = min(state.frames * self.hop_length + self._leading_zeros(), (state.frames - 1) * self.hop_length + self.n_fft)
-        return self._release(state, final - state.released)
+        state.envelope[..., offset:end] += added_envelope
+        # Before advancing: `received` may be the rows' own array.
+        count = _one(self._final(received + n) - released, "samples ready")
+        advance(state.frames, n)
+        return self._release(state, count)
 
     def flush(self, ctx: StreamContext) -> Tensor | None:
-        state = ctx.get(self)
-        if state is None or state.frames == 0:
+        state = self._state(ctx)
+        if state is None or not uniform(state.frames > 0, "ends (some rows got no input)"):
             return None
-        end = (state.frames - 1) * self.hop_length + self.n_fft - self.trim
-        out = self._release(state, max(0, end - state.released))
+        ends = (_rows(state.frames) - 1) * self.hop_length + self.n_fft - self.trim
+        out = self._release(state, max(0, _one(ends - _rows(state.released), "samples left")))
         return out if out.shape[-1] else None
 
     def output_count(self, n_in: int) -> int:
         if n_in == 0:
             return 0
-        final = min(n_in * self.hop_length + self._leading_zeros(), (n_in - 1) * self.hop_length + self.n_fft)
-        return max(0, final - self.trim)
+        return max(0, int(self._final(n_in)) - self.trim)
 
     def _release(self, state: ISTFTState, count: int) -> Tensor:
-        signal = state.signal[..., :count] / state.envelope[:count]
+        signal = state.signal[..., :count] / state.envelope[..., :count]
         state.signal = state.signal[..., count:]
-        state.envelope = state.envelope[count:]
-        start = state.released
-        state.released += count
-        crop = max(0, min(self.trim - start, count))  # the start crop
+        state.envelope = state.envelope[..., count:]
+        to_crop = self.trim - _rows(state.released)  # the start crop still due
+        if isinstance(to_crop, int):
+            crop = max(0, min(to_crop, count))
+        else:
+            crop = uniform(np.minimum(np.maximum(to_crop, 0), count), "start crops")
+        advance(state.released, count)
         return signal[:, None, crop:]
 
 

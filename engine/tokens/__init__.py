@@ -2,6 +2,7 @@
 playback with time-to-first-audio measured."""
 
 from .bark import BarkDecoder, bark_token_ids
+from .base import TokenAdapter, TokenDecoder, TokenIds
 from .neutts import NeuTTSDecoder, parse_neutts
 from .orpheus import OrpheusDecoder, orpheus_token_ids
 from .player import PlaybackMetrics, ReplayedTokens, TokenPlayer
@@ -12,6 +13,9 @@ __all__ = [
     "OrpheusDecoder",
     "PlaybackMetrics",
     "ReplayedTokens",
+    "TokenAdapter",
+    "TokenDecoder",
+    "TokenIds",
     "TokenPlayer",
     "bark_token_ids",
     "orpheus_token_ids",

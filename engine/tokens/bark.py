@@ -12,12 +12,16 @@ Bark speaks EnCodec 24 kHz codes in two layouts:
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import torch
 from torch import Tensor
 
 from ..errors import CodeRangeError, OptionError, StreamStateError
+from ..runtime._compat import Renamed
+
+if TYPE_CHECKING:
+    from ..plugin import Codec
 
 __all__ = ["BarkDecoder", "bark_token_ids", "SEMANTIC_VOCAB_SIZE", "CODEBOOK_SIZE"]
 
@@ -38,9 +42,12 @@ def bark_token_ids(codes: Tensor, layout: str = "fine") -> list[int]:
 
 
 class BarkDecoder:
-    """Bark tokens in (any grouping), audio ``[1, 1, n]`` out as soon as it is final."""
+    """Bark tokens in (any grouping), audio ``[1, 1, n]`` out as soon as it is final (a
+    :class:`~codecstream.tokens.base.TokenAdapter`)."""
 
-    def __init__(self, model: Any, *, layout: str = "fine") -> None:
+    latency = Renamed[int]("latency_samples")  # the old name (deprecated, kept for one release)
+
+    def __init__(self, model: "Codec", *, layout: str = "fine") -> None:
         if layout not in LAYOUTS:
             raise OptionError(f"layout must be 'fine' or 'coarse', got {layout!r}")
         spec = getattr(model, "token_spec", None)
@@ -54,8 +61,8 @@ class BarkDecoder:
         self._frame: list[int] = []
 
     @property
-    def latency(self) -> int:
-        return self.stream.latency
+    def latency_samples(self) -> int:
+        return self.stream.latency_samples
 
     def push(self, token_ids: int | Iterable[int] | Tensor) -> Tensor:
         """Decode ``token_ids`` and return the audio that is now final, ``[1, 1, n]``."""

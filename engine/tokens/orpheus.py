@@ -12,12 +12,16 @@ codes are in, and audio comes out as soon as it is final.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import torch
 from torch import Tensor
 
 from ..errors import CodeRangeError, OptionError, StreamStateError
+from ..runtime._compat import Renamed
+
+if TYPE_CHECKING:
+    from ..plugin import Codec
 
 __all__ = [
     "OrpheusDecoder",
@@ -36,7 +40,7 @@ SLOT_LEVELS = (0, 1, 2, 2, 1, 2, 2)  # SNAC level of each of the 7 slots of a fr
 TOKENS_PER_FRAME = len(SLOT_LEVELS)
 
 
-def check_model(model: Any) -> None:
+def check_model(model: "Codec") -> None:
     """Raise :class:`~codecstream.OptionError` unless ``model`` has SNAC 24 kHz's code layout."""
     config = getattr(model, "config", None)
     if getattr(config, "vq_strides", None) != (4, 2, 1) or getattr(config, "codebook_size", None) != CODEBOOK_SIZE:
@@ -79,10 +83,13 @@ class OrpheusDecoder:
     and returns the rest (every frame is emitted). The result equals ``model.decode`` of the
     same codes. Malformed input raises :class:`~codecstream.CodeRangeError` (an id that is not
     an audio token, or a token in the wrong slot: one was lost or duplicated) or
-    :class:`~codecstream.StreamStateError` (an utterance that ends mid-frame).
+    :class:`~codecstream.StreamStateError` (an utterance that ends mid-frame). A
+    :class:`~codecstream.tokens.base.TokenAdapter`.
     """
 
-    def __init__(self, model: Any, *, noise: bool = True, noise_seed: int = 0, decode_every: str = "token") -> None:
+    latency = Renamed[int]("latency_samples")  # the old name (deprecated, kept for one release)
+
+    def __init__(self, model: "Codec", *, noise: bool = True, noise_seed: int = 0, decode_every: str = "token") -> None:
         """``decode_every="token"`` decodes each latent frame as soon as its codes are in
         (lowest latency); ``"frame"`` decodes once per 7-token frame: the same audio, up to 3
         latent frames (64 ms) later, for much less compute on CPUs where re-reading the
@@ -98,9 +105,9 @@ class OrpheusDecoder:
         self._pushed = [0, 0, 0]  # codes pushed per level
 
     @property
-    def latency(self) -> int:
+    def latency_samples(self) -> int:
         """Samples of audio the decoder holds back after a latent frame's last code arrives."""
-        return self.stream.latency
+        return self.stream.latency_samples
 
     def codes_for(self, token_ids: int | Iterable[int] | Tensor) -> list[Tensor]:
         """Validate tokens and return the SNAC codes (one ``[1, n]`` tensor per level) that

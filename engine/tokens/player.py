@@ -13,9 +13,15 @@ import random
 import statistics
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
+from torch import Tensor
+
+from .base import TokenDecoder, TokenIds
+
+if TYPE_CHECKING:
+    from ..io.base import AudioSink
 
 __all__ = ["TokenPlayer", "PlaybackMetrics", "ReplayedTokens"]
 
@@ -46,10 +52,11 @@ class PlaybackMetrics:
 
 
 class TokenPlayer:
-    """Feed ``decoder`` (a token adapter: ``push``/``flush``, e.g. :class:`OrpheusDecoder`) and
-    write what it releases to ``sink`` (an :class:`~codecstream.io.base.AudioSink`, or None)."""
+    """Feed ``decoder`` (a :class:`~codecstream.tokens.base.TokenDecoder`, e.g.
+    :class:`OrpheusDecoder`) and write what it releases to ``sink`` (an
+    :class:`~codecstream.io.base.AudioSink`, or None)."""
 
-    def __init__(self, decoder: Any, sink: Any = None) -> None:
+    def __init__(self, decoder: TokenDecoder, sink: "AudioSink | None" = None) -> None:
         self.decoder = decoder
         self.sink = sink
         self.tokens = 0
@@ -61,7 +68,7 @@ class TokenPlayer:
         self._lag_s: list[float] = []
         self.chunks: list[np.ndarray] = []  # what was handed to the sink, for checks
 
-    def _hand_over(self, audio: Any, started: float) -> None:
+    def _hand_over(self, audio: Tensor, started: float) -> None:
         samples = audio[0].T.detach().to("cpu").float().numpy()
         self.compute_s.append(time.perf_counter() - started)
         if not len(samples):
@@ -70,13 +77,13 @@ class TokenPlayer:
             self.first_audio_at = time.perf_counter()
             self.tokens_before_audio = self.tokens
         if self.sink is not None:
-            if getattr(self.sink, "playing", False):
-                self._lag_s.append(self.sink.buffered_frames() / self.sink.sample_rate)
+            if self.sink.playing:
+                self._lag_s.append(self.sink.buffered_samples() / self.sink.sample_rate)
             self.sink.write(samples)
         self.chunks.append(samples)
         self.samples += len(samples)
 
-    def push(self, tokens: Any) -> None:
+    def push(self, tokens: TokenIds) -> None:
         started = time.perf_counter()
         if self.first_token_at is None:
             self.first_token_at = started
@@ -102,8 +109,8 @@ class TokenPlayer:
             compute_p50_ms=1000 * statistics.median(compute),
             compute_p99_ms=1000 * compute[min(len(compute) - 1, int(0.99 * len(compute)))],
             steady_lag_ms=1000 * statistics.fmean(self._lag_s) if self._lag_s else None,
-            underruns=getattr(self.sink, "underruns", 0) if self.sink is not None else 0,
-            decoder_latency_ms=1000 * self.decoder.latency / rate,
+            underruns=self.sink.underruns if self.sink is not None else 0,
+            decoder_latency_ms=1000 * self.decoder.latency_samples / rate,
         )
 
 

@@ -11,9 +11,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..runtime._compat import Renamed
 from ..server.client import ServerError, expect_ready
 from ..server.protocol import Audio, End, ErrorMessage, Hello, Protocol
 from ..server.session import codes_to_wire
+from .base import TokenAdapter, TokenIds
 
 __all__ = ["RemoteTokenDecoder"]
 
@@ -21,9 +23,12 @@ __all__ = ["RemoteTokenDecoder"]
 class RemoteTokenDecoder:
     """Like a local token adapter (``push`` / ``flush`` returning audio), but decoded by a
     server. ``push`` returns the audio that has come back so far; ``flush`` waits for the end.
-    ``adapter`` validates and splits tokens (its ``codes_for``); its model names the server model."""
+    ``adapter`` validates and splits tokens (its ``codes_for``); its model names the server model.
+    A :class:`~codecstream.tokens.base.TokenDecoder`."""
 
-    def __init__(self, url: str, adapter: Any, *, token: str | None = None, options: dict[str, Any] | None = None) -> None:
+    latency = Renamed[int]("latency_samples")  # the old name (deprecated, kept for one release)
+
+    def __init__(self, url: str, adapter: TokenAdapter, *, token: str | None = None, options: dict[str, Any] | None = None) -> None:
         from websockets.sync.client import connect
 
         self.adapter = adapter
@@ -35,7 +40,7 @@ class RemoteTokenDecoder:
         rate = self.model.sample_rate
         self._socket.send(self._protocol.hello(Hello(model=self.model.name, direction="codes->audio", sample_rate=rate, format="f32", options=options or {})))
         self.ready = ready = expect_ready(self._protocol.receive(self._socket.recv()))
-        self.latency = round(ready.latency_ms * rate / 1000)
+        self.latency_samples = round(ready.latency_ms * rate / 1000)
         self._audio: queue.Queue[np.ndarray | None | BaseException] = queue.Queue()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -71,7 +76,7 @@ class RemoteTokenDecoder:
         samples = np.concatenate(pieces) if pieces else np.zeros((0, 1), np.float32)
         return torch.from_numpy(np.ascontiguousarray(samples.T))[None]
 
-    def push(self, tokens: Any) -> Tensor:
+    def push(self, tokens: TokenIds, /) -> Tensor:
         codes = self.adapter.codes_for(tokens)
         has_codes = codes is not None and (any(level.numel() for level in codes) if isinstance(codes, list) else codes.shape[-1] > 0)
         if has_codes:

@@ -18,11 +18,12 @@ from codecstream.streaming import (
     StreamingSequential,
 )
 from codecstream.streaming.attention import BlockLocalAttention
+from codecstream.streaming.module import RowInts, StreamState, advance, common, row_ints
 from codecstream.streaming.pointwise import Snake1d
 
 from .config import SnacConfig
 
-__all__ = ["build_encoder", "build_decoder", "PositionalNoise", "NoiseBlock", "set_noise"]
+__all__ = ["build_encoder", "build_decoder", "PositionalNoise", "NoiseBlock", "noise_block", "set_noise"]
 
 
 def _same_conv(c_in: int, c_out: int, kernel: int, *, dilation: int = 1, groups: int = 1, bias: bool = True) -> StreamingConv1d:
@@ -60,6 +61,13 @@ def build_encoder(config: SnacConfig) -> StreamingSequential:
     return StreamingSequential({"block": StreamingSequential(*layers)})
 
 
+def noise_block(seed: int, layer: int, index: int) -> Tensor:
+    """Block ``index`` (samples ``[index·block, (index + 1)·block)``) of layer ``layer``'s noise
+    for ``seed``: ``[PositionalNoise.block]`` float64 standard normal values."""
+    key = (seed * 0x9E3779B97F4A7C15 + layer * 0xBF58476D1CE4E5B9 + index) % (1 << 63)
+    return torch.randn(PositionalNoise.block, generator=torch.Generator().manual_seed(key), dtype=torch.float64)
+
+
 class PositionalNoise:
     """Standard normal noise that depends only on (seed, layer, absolute sample index), so any
     chunking, and the offline decode, draw the same values. Generated in blocks of
@@ -75,8 +83,7 @@ class PositionalNoise:
         cached = self._cached.get(layer)
         if cached is not None and cached[0] == index:
             return cached[1]
-        key = (self.seed * 0x9E3779B97F4A7C15 + layer * 0xBF58476D1CE4E5B9 + index) % (1 << 63)
-        values = torch.randn(self.block, generator=torch.Generator().manual_seed(key), dtype=torch.float64)
+        values = noise_block(self.seed, layer, index)
         self._cached[layer] = (index, values)
         return values
 
@@ -89,14 +96,16 @@ class PositionalNoise:
 
 
 @dataclass
-class NoiseState:
-    source: PositionalNoise
-    position: int  # absolute index of the next sample at this layer's rate
+class NoiseState(StreamState):
+    seed: RowInts  # per row: the noise seed (taken modulo 2**63, which keeps every block key)
+    position: RowInts  # absolute index of the row's next sample at this layer's rate
+    block_index: RowInts  # which noise block `block` holds (-1: none yet)
+    block: Tensor  # [B, PositionalNoise.block] float64: the row's last noise block, kept
 
 
 class NoiseBlock(StreamingModule[NoiseState]):
-    """``x + n[t] · linear(x)[t]``: SNAC's learned noise injection, with ``n`` drawn from a
-    :class:`PositionalNoise` keyed on the absolute sample index (set per stream with
+    """``x + n[t] · linear(x)[t]``: SNAC's learned noise injection, with ``n`` drawn per row
+    from :func:`noise_block` keyed on (seed, layer, absolute sample index) (set per stream with
     :func:`set_noise`) instead of a fresh ``randn`` per call, so streamed and offline decodes
     agree. With noise off (no state set) the block adds nothing."""
 
@@ -105,24 +114,50 @@ class NoiseBlock(StreamingModule[NoiseState]):
         self.layer = layer
         self.linear = StreamingConv1d(dim, dim, 1, bias=False)
 
+    def noise_state(self, batch_size: int, seed: int) -> NoiseState:
+        """The state of a stream of ``batch_size`` rows that all draw noise ``seed`` from sample 0."""
+        return NoiseState(
+            seed=row_ints(batch_size, seed % (1 << 63)),
+            position=row_ints(batch_size),
+            block_index=row_ints(batch_size, -1),
+            block=torch.zeros(batch_size, PositionalNoise.block, dtype=torch.float64),
+        )
+
     def step(self, x: Tensor, ctx: StreamContext) -> Tensor:
-        state = ctx.get(self)
+        state = self._state(ctx)
         if state is None or x.shape[-1] == 0:
             return x
-        noise = state.source.values(self.layer, state.position, x.shape[-1], dtype=x.dtype, device=x.device)
-        state.position += x.shape[-1]
-        # As the reference: (B, 1, T) noise broadcast over channels, times a 1x1 projection of x.
-        return x + noise[None, None, :] * self.linear.step(x, ctx)
+        count = x.shape[-1]
+        if common(state.seed) is not None and common(state.position) is not None:
+            noise = self._noise(state, 0, count)[None]  # one draw shared by every row
+        else:
+            noise = torch.stack([self._noise(state, row, count) for row in range(len(state.seed))])
+        advance(state.position, count)
+        noise = noise.to(device=x.device, dtype=x.dtype)
+        # As the reference: [B, 1, T] noise broadcast over channels, times a 1x1 projection of x.
+        return x + noise[:, None, :] * self.linear.step(x, ctx)
+
+    def _noise(self, state: NoiseState, row: int, count: int) -> Tensor:
+        """``[count]`` float64 noise of ``row`` from its position on, through its block cache."""
+        size = PositionalNoise.block
+        start, seed, cached = int(state.position[row]), int(state.seed[row]), int(state.block_index[row])
+        first, last = start // size, (start + count - 1) // size
+        pieces = [state.block[row] if index == cached else noise_block(seed, self.layer, index) for index in range(first, last + 1)]
+        offset = start - first * size
+        joined = pieces[0] if len(pieces) == 1 else torch.cat(pieces)
+        if cached != last:  # keep the newest block (copied into the row's cache, after the join)
+            state.block[row] = pieces[-1]
+            state.block_index[row] = last
+        return joined[offset : offset + count]
 
 
 def set_noise(decoder: nn.Module, ctx: StreamContext, seed: int | None) -> None:
-    """Turn positional noise on with ``seed`` for this stream (``None``: noise off)."""
+    """Turn positional noise on with ``seed`` for every row of this stream (``None``: noise off)."""
     if seed is None:
         return
-    source = PositionalNoise(seed)
     for module in decoder.modules():
         if isinstance(module, NoiseBlock):
-            ctx.set(module, NoiseState(source=source, position=0))
+            ctx.set(module, module.noise_state(ctx.batch_size, seed))
 
 
 def build_decoder(config: SnacConfig) -> StreamingSequential:

@@ -1,4 +1,4 @@
-// Playback with a jitter buffer: holds `prefill` frames before starting, plays silence (and
+// Playback with a jitter buffer: holds `prefill` samples before starting, plays silence (and
 // counts an underrun) when the buffer runs dry, then waits for the prefill again.
 class Playback extends AudioWorkletProcessor {
   constructor(options) {
