@@ -27,6 +27,8 @@ class BlockAttentionState(StreamState):
 class RotaryPositions(nn.Module):
     """Rotary embedding frequencies (``inv_freq``: ``[head_dim / 2]``) for positions ``0..n-1``."""
 
+    inv_freq: Tensor
+
     def __init__(self, head_dim: int) -> None:
         super().__init__()
         self.register_buffer("inv_freq", 1.0 / (10000 ** (torch.arange(0, head_dim, 2).float() / head_dim)))

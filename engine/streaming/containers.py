@@ -7,7 +7,7 @@ can sit in a :class:`StreamingSequential`; it is applied to whatever the previou
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Mapping
 
 from torch import Tensor, nn
 
@@ -26,42 +26,48 @@ class StreamingSequential(StreamingModule[None]):
 
     def __init__(self, *layers: nn.Module | Mapping[str, nn.Module]) -> None:
         super().__init__()
-        if len(layers) == 1 and isinstance(layers[0], Mapping):  # named children, in order
-            for name, layer in layers[0].items():
-                self.add_module(name, layer)
+        first = layers[0] if len(layers) == 1 else None
+        if isinstance(first, Mapping):  # named children, in order
+            for name, child in first.items():
+                self.add_module(name, child)
         else:
             for index, layer in enumerate(layers):
-                self.add_module(str(index), layer)  # type: ignore[arg-type]
-        self._stateful = tuple(isinstance(layer, StreamingModule) for layer in self._modules.values())
+                assert isinstance(layer, nn.Module)  # a Mapping is only accepted alone
+                self.add_module(str(index), layer)
+        self._stateful = tuple(isinstance(layer, StreamingModule) for layer in self._children())
+
+    def _children(self) -> list[Any]:
+        """The layers in order (typed loosely: stateful ones are called through ``step``)."""
+        return [layer for layer in self._modules.values() if layer is not None]
 
     def __len__(self) -> int:
         return len(self._modules)
 
     def __getitem__(self, index: int) -> nn.Module:
-        return list(self._modules.values())[index]
+        return self._children()[index]  # type: ignore[no-any-return]
 
     def __iter__(self):  # type: ignore[override]
         return iter(self._modules.values())
 
     def step(self, x: Tensor, ctx: StreamContext) -> Tensor:
-        for layer, stateful in zip(self._modules.values(), self._stateful):
-            x = layer.step(x, ctx) if stateful else layer(x)  # type: ignore[union-attr]
+        for layer, stateful in zip(self._children(), self._stateful):
+            x = layer.step(x, ctx) if stateful else layer(x)
         return x
 
     def flush(self, ctx: StreamContext) -> Tensor | None:
         out: Tensor | None = None
-        for layer, stateful in zip(self._modules.values(), self._stateful):
+        for layer, stateful in zip(self._children(), self._stateful):
             if stateful:
-                released = layer.step(out, ctx) if out is not None else None  # type: ignore[union-attr]
-                out = cat_time(released, layer.flush(ctx))  # type: ignore[union-attr]
+                released = layer.step(out, ctx) if out is not None else None
+                out = cat_time(released, layer.flush(ctx))
             elif out is not None:
                 out = layer(out)
         return out
 
     def output_count(self, n_in: int) -> int:
-        for layer, stateful in zip(self._modules.values(), self._stateful):
+        for layer, stateful in zip(self._children(), self._stateful):
             if stateful:
-                n_in = layer.output_count(n_in)  # type: ignore[union-attr]
+                n_in = layer.output_count(n_in)
         return n_in
 
 
@@ -152,14 +158,15 @@ class AlignedSum(StreamingModule[AlignedSumState]):
 
     def _sum(self, state: AlignedSumState, outputs: list[Tensor | None]) -> Tensor | None:
         joined = [cat_time(old, new) for old, new in zip(state.pending, outputs)]
-        if any(j is None for j in joined):
+        present = [j for j in joined if j is not None]
+        if len(present) < len(joined):
             state.pending = joined
             return None
-        n = min(j.shape[-1] for j in joined)  # type: ignore[union-attr]
-        state.pending = [j[..., n:] if j.shape[-1] > n else None for j in joined]  # type: ignore[union-attr]
-        total = joined[0][..., :n]  # type: ignore[index]
-        for j in joined[1:]:
-            total = total + j[..., :n]  # type: ignore[index]
+        n = min(j.shape[-1] for j in present)
+        state.pending = [j[..., n:] if j.shape[-1] > n else None for j in present]
+        total = present[0][..., :n]
+        for j in present[1:]:
+            total = total + j[..., :n]
         return total / self.divisor if self.divisor != 1.0 else total
 
     def init_state(self, batch_size: int, like: Tensor) -> AlignedSumState:

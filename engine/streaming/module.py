@@ -16,6 +16,7 @@ concurrent streams. The contract, for input and output laid out ``[batch, channe
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from typing import Any, Callable, Generic, Iterable, Sequence, TypeVar
 
@@ -88,13 +89,18 @@ class StreamState:
 
     def select(self: S, rows: np.ndarray) -> S:
         """The state of ``rows`` (an int64 index array) only."""
-        return dataclasses.replace(self, **{f.name: _select(getattr(self, f.name), rows) for f in dataclasses.fields(self)})  # type: ignore[arg-type]
+        out = copy.copy(self)
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            setattr(out, f.name, _select(getattr(self, f.name), rows))
+        return out
 
     @classmethod
     def merge(cls: type[S], states: Sequence[S]) -> S:
         """The states of several batches stacked along rows, in order."""
-        first = states[0]
-        return dataclasses.replace(first, **{f.name: _merge([getattr(s, f.name) for s in states], f.name) for f in dataclasses.fields(first)})  # type: ignore[arg-type]
+        out = copy.copy(states[0])
+        for f in dataclasses.fields(out):  # type: ignore[arg-type]
+            setattr(out, f.name, _merge([getattr(s, f.name) for s in states], f.name))
+        return out
 
 
 def _select(value: Any, rows: np.ndarray) -> Any:

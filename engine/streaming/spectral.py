@@ -95,6 +95,9 @@ class StreamingLogMel(FramedModule):
             checkpoint that carries them, like Vocos's, then supplies its own copies).
     """
 
+    window: Tensor
+    filterbank: Tensor
+
     def __init__(
         self,
         *,
@@ -174,6 +177,8 @@ class StreamingISTFT(StreamingModule[ISTFTState]):
     Rows of one batch may be of different ages: past the start-up every row buffers, adds and
     releases the same amounts, so only those amounts must agree.
     """
+
+    window: Tensor
 
     def __init__(self, n_fft: int, hop_length: int, *, padding: Literal["center", "same"] = "same") -> None:
         super().__init__()

@@ -29,6 +29,9 @@ class FSQ(nn.Module):
     as the published model was trained), rounded; the code is those digits in base ``levels``,
     the first least significant. ``project_out`` maps digits back."""
 
+    levels: Tensor
+    basis: Tensor
+
     def __init__(self, dim: int, levels: tuple[int, ...]) -> None:
         super().__init__()
         self.project_in = nn.Linear(dim, len(levels))
