@@ -46,6 +46,7 @@ class Option:
         choices: the only values allowed, when the option is a list (bandwidths, modes).
         default: what the model uses when the option is not given (None: the model decides).
         doc: one line for users (README, ``/models``).
+        unit: what the numbers count, for messages and ``/models`` (``"kbps"``).
     """
 
     name: str
@@ -56,11 +57,12 @@ class Option:
     maximum: float | None = None
     choices: tuple[Any, ...] | None = None
     default: Any = None
+    unit: str | None = None
 
     def describe(self) -> dict[str, Any]:
         """The option as JSON-ready data (for ``/models`` and the browser client)."""
         out: dict[str, Any] = {"name": self.name, "side": self.side, "type": self.kind.__name__, "doc": self.doc}
-        for key in ("minimum", "maximum", "choices", "default"):
+        for key in ("minimum", "maximum", "choices", "default", "unit"):
             value = getattr(self, key)
             if value is not None:
                 out[key] = list(value) if key == "choices" else value
@@ -86,7 +88,8 @@ def check_value(option: Option, value: Any, what: str = "the model") -> Any:
     if option.choices is not None and value not in option.choices:
         choices = [repr(c) if isinstance(c, str) else f"{c:g}" if isinstance(c, float) else str(c) for c in option.choices]
         listed = choices[0] if len(choices) == 1 else ", ".join(choices[:-1]) + " or " + choices[-1]
-        raise OptionError(f"{what} does not offer {_short(value)} for {option.name}; choose {listed}")
+        unit = f" {option.unit}" if option.unit else ""
+        raise OptionError(f"{what} does not offer {_short(value)}{unit} for {option.name}; choose {listed}{unit}")
     low, high = option.minimum, option.maximum
     if (low is not None and value < low) or (high is not None and value > high):
         if low == 0 and kind is int:

@@ -72,15 +72,23 @@ class Codec(nn.Module):
     default_context_frames: int | None = None
 
     # -- parts ----------------------------------------------------------------------------
+    def stream_through(self, encoder: StreamingModule | None, decoder: StreamingModule) -> None:
+        """Stream through these modules rather than the ``encoder`` / ``decoder`` submodules
+        (when a chain is more than one submodule, or carries a stateful quantizer). They are
+        kept out of the module tree, so parameter names stay the checkpoint's."""
+        object.__setattr__(self, "_stream_paths", (encoder, decoder))
+
     @property
     def encoder_path(self) -> StreamingModule:
         """The streaming module from audio to latents (default: the ``encoder`` submodule)."""
-        return self._modules["encoder"]  # type: ignore[return-value]
+        paths = self.__dict__.get("_stream_paths")
+        return paths[0] if paths is not None and paths[0] is not None else self._modules["encoder"]  # type: ignore[return-value]
 
     @property
     def decoder_path(self) -> StreamingModule:
         """The streaming module from latents to audio (default: the ``decoder`` submodule)."""
-        return self._modules["decoder"]  # type: ignore[return-value]
+        paths = self.__dict__.get("_stream_paths")
+        return paths[1] if paths is not None else self._modules["decoder"]  # type: ignore[return-value]
 
     @property
     def quantizer_part(self) -> Quantizer | None:

@@ -169,7 +169,7 @@ def test_latency_one_frame_and_minimal(small64):
 
     def latents(x):
         ctx = cs.StreamContext(1)
-        return model._encoder_path.step(x, ctx)
+        return model.encoder_path.step(x, ctx)
 
     assert depends_on(latents, audio, 3, slice(4 * 1920 - 1, 4 * 1920))
     assert not depends_on(latents, audio, 3, slice(4 * 1920, None))

@@ -47,7 +47,7 @@ class EncodecCodec(Codec):
 
     def option_specs(self) -> tuple[Option, ...]:
         bandwidths = tuple(float(b) for b in self.config.target_bandwidths)
-        return (Option("bandwidth", "encoder", float, "target bit-rate in kbps (default: the highest)", choices=bandwidths),)
+        return (Option("bandwidth", "encoder", float, "target bit-rate in kbps (default: the highest)", choices=bandwidths, unit="kbps"),)
 
     def parse_encoder_options(self, values: dict[str, Any]) -> int:
         """``bandwidth`` in kbps, one of ``config.target_bandwidths`` (None: the highest) → the

@@ -280,19 +280,11 @@ class EncodecSegmentCodec(EncodecCodec):
         self.code_format = SegmentFormat(config)
         # Decoded samples of a whole segment (its frames times the code hop).
         self.decoded_length = -(-config.segment_length // config.hop_length) * config.hop_length
-        self._paths = (SegmentEncoder(self), SegmentDecoder(self))
+        self.stream_through(SegmentEncoder(self), SegmentDecoder(self))
 
     @property
     def quantizer_part(self) -> None:
         return None  # each segment is quantised inside the segment paths
-
-    @property
-    def encoder_path(self) -> StreamingModule:
-        return self._paths[0]
-
-    @property
-    def decoder_path(self) -> StreamingModule:
-        return self._paths[1]
 
     # -- one segment, whole -------------------------------------------------------------
     def encode_segment(self, audio: Tensor, num_codebooks: int) -> tuple[Tensor, Tensor | None]:

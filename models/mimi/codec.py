@@ -10,7 +10,7 @@ from codecstream.contract import CodeLevel, IndexCodes, TokenSpec
 from codecstream.errors import OptionError
 from codecstream.options import Option
 from codecstream.plugin import Codec
-from codecstream.streaming import StreamingConv1d, StreamingConvTranspose1d, StreamingModule, StreamingSequential
+from codecstream.streaming import StreamingConv1d, StreamingConvTranspose1d, StreamingSequential
 from codecstream.streaming.transformer import StreamingTransformer
 
 from ..blocks.seanet import build_decoder, build_encoder
@@ -25,9 +25,6 @@ class MimiCodec(Codec):
     semantic one). ``encode(audio, n_codebooks=K)``: default 8, as kyutai's loader (1.1 kbps).
     The encoder pads the audio with zeros to a whole frame at the end, as the reference.
     """
-
-    _encoder_path: StreamingSequential
-    _decoder_path: StreamingSequential
 
     def __init__(self, config: MimiConfig, name: str = "mimi") -> None:
         super().__init__()
@@ -53,16 +50,10 @@ class MimiCodec(Codec):
         self.decoder_transformer = StreamingTransformer(dim, **transformer)
         self.decoder = build_decoder(config.seanet())
         # The two chains, kept out of the module tree so parameter names stay moshi's.
-        object.__setattr__(self, "_encoder_path", StreamingSequential(self.encoder, self.encoder_transformer, self.downsample))
-        object.__setattr__(self, "_decoder_path", StreamingSequential(self.upsample, self.decoder_transformer, self.decoder))
-
-    @property
-    def encoder_path(self) -> StreamingModule:
-        return self._encoder_path
-
-    @property
-    def decoder_path(self) -> StreamingModule:
-        return self._decoder_path
+        self.stream_through(
+            StreamingSequential(self.encoder, self.encoder_transformer, self.downsample),
+            StreamingSequential(self.upsample, self.decoder_transformer, self.decoder),
+        )
 
     def option_specs(self) -> tuple[Option, ...]:
         return (Option("n_codebooks", "encoder", int, f"code-books to emit (default {self.config.default_codebooks})", 1, self.config.num_codebooks),)

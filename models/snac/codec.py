@@ -179,19 +179,11 @@ class SnacCodec(Codec):
         self.decoder = build_decoder(config)
         # The quantizer keeps stream state (whole blocks in, level-by-level codes out), so it
         # is part of the two streaming paths rather than the engine's stateless quantizer.
-        self._paths = (SnacEncoderPath(self.encoder, self.quantizer), SnacDecoderPath(self.quantizer, self.decoder, config.vq_strides))
+        self.stream_through(SnacEncoderPath(self.encoder, self.quantizer), SnacDecoderPath(self.quantizer, self.decoder, config.vq_strides))
 
     @property
     def quantizer_part(self) -> None:
         return None
-
-    @property
-    def encoder_path(self) -> StreamingModule:
-        return self._paths[0]
-
-    @property
-    def decoder_path(self) -> StreamingModule:
-        return self._paths[1]
 
     @property
     def decoder_alignment(self) -> int:  # type: ignore[override]

@@ -121,19 +121,11 @@ class VocosEncodec(_Vocos):
                 "encode audio: put encodec_24khz-d7cc33bc.th (or the facebook/encodec_24khz files) in the "
                 "checkpoint directory"
             )
-        self._paths = (_EncodecEncoder(self), _ConditionedDecoder(self))
-
-    @property
-    def encoder_path(self) -> StreamingModule:
-        return self._paths[0]
-
-    @property
-    def decoder_path(self) -> StreamingModule:
-        return self._paths[1]
+        self.stream_through(_EncodecEncoder(self), _ConditionedDecoder(self))
 
     def option_specs(self) -> tuple[Option, ...]:
         bandwidths = tuple(float(b) for b in self.config.bandwidths)
-        return (Option("bandwidth", "encoder", float, "bit-rate of the EnCodec codes in kbps (default: the highest)", choices=bandwidths),)
+        return (Option("bandwidth", "encoder", float, "bit-rate of the EnCodec codes in kbps (default: the highest)", choices=bandwidths, unit="kbps"),)
 
     def parse_encoder_options(self, values: dict[str, Any]) -> int:
         """``bandwidth`` in kbps, one of ``config.bandwidths`` (None: the highest, 12 kbps)."""
