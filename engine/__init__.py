@@ -19,6 +19,7 @@ from .registry import ENTRY_POINT_GROUP, get_spec, list_models, load
 from .voco import LATENT_MODELS, get_voco
 from .streaming import StreamContext
 from .streams import DecoderStream, EncoderStream
+from .groups import GroupStream, StreamGroup
 
 __version__ = "0.1.0"
 
@@ -30,12 +31,14 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "EncoderStream",
     "FeatureCodes",
+    "GroupStream",
     "IndexCodes",
     "LATENT_MODELS",
     "LatentAutoencoder",
     "LatentCodec",
     "ModelSpec",
     "StreamContext",
+    "StreamGroup",
     "TokenSpec",
     "get_spec",
     "get_voco",

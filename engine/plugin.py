@@ -72,6 +72,11 @@ class Codec(nn.Module):
     default_context_frames: int | None = None
 
     # -- parts ----------------------------------------------------------------------------
+    #: Options the parts apply to each row's state at a stream's first push and never read
+    #: again (SNAC: ``noise_seed``), so streams that differ only in them share a batch
+    #: (:class:`~codecstream.groups.StreamGroup`).
+    row_options: tuple[str, ...] = ()
+
     def stream_through(self, encoder: StreamingModule | None, decoder: StreamingModule) -> None:
         """Stream through these modules rather than the ``encoder`` / ``decoder`` submodules
         (when a chain is more than one submodule, or carries a stateful quantizer). They are

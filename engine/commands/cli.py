@@ -152,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--token", default=os.environ.get("CODECSTREAM_TOKEN"), help="require this bearer token (Authorization header or ?token=); default: $CODECSTREAM_TOKEN")
     serve.add_argument("--allow-origin", action="append", default=None, help="browser Origin allowed besides this server's own page (repeatable; '*': any)")
     serve.add_argument("--compute-threads", type=int, default=None, help="torch threads for model compute (default: all cores but one, left to the network)")
+    serve.add_argument("--no-batching", action="store_true", help="compute each session alone (default: sessions of one model and options share one forward pass per tick)")
+    serve.add_argument("--tick-ms", type=float, default=20.0, help="with batching: the longest a block waits for its tick, ms (default 20)")
+    serve.add_argument("--no-warm-up", action="store_true", help="skip running each model once at load (the first session then pays its first-call cost)")
     serve.add_argument("--record-dir", type=Path, default=None, help="write each session's input and output audio here (files readable by you only)")
     serve.add_argument("--record-max-mb", type=float, default=64.0, help="recording per session and direction, MB (default 64)")
 
@@ -182,6 +185,21 @@ def build_parser() -> argparse.ArgumentParser:
     tts.add_argument("--prefill-ms", type=float, default=200.0, help="audio buffered before playback starts")
     tts.add_argument("--server", default=None, help="decode on a codecstream server (ws://host:port/ws)")
     tts.add_argument("--json", type=Path, default=None)
+
+    loadtest = sub.add_parser("loadtest", help="N real-time sessions against a server: lag p50/p99, lag growth, loss; the largest N held")
+    loadtest.add_argument("--url", default=None, help="a running server's WebSocket URL (default: start `codecstream serve` for the test)")
+    loadtest.add_argument("--model", default="encodec-24khz")
+    loadtest.add_argument("--weights", default="random", help="with no --url: the started server's weights for --model")
+    loadtest.add_argument("--direction", default="audio->audio", choices=["audio->audio", "audio->codes", "codes->audio"])
+    loadtest.add_argument("--sessions", type=int, nargs="+", default=[1, 2, 4, 8, 16], help="session counts to try, in order")
+    loadtest.add_argument("--seconds", type=float, default=20.0, help="audio each session streams")
+    loadtest.add_argument("--chunk-ms", type=float, default=20.0, help="audio per message (codes: whole frames of every level)")
+    loadtest.add_argument("--max-lag-ms", type=float, default=150.0, help="held: lag p99 under this (default 150)")
+    loadtest.add_argument("--max-growth-ms", type=float, default=50.0, help="held: lag grows less than this over the run (default 50)")
+    loadtest.add_argument("--stop-at-fail", action="store_true", help="stop after the first count not held")
+    loadtest.add_argument("--token", default=os.environ.get("CODECSTREAM_TOKEN"))
+    loadtest.add_argument("--no-batching", action="store_true", help="with no --url: start the server with --no-batching")
+    loadtest.add_argument("--json", type=Path, default=None, help="write every run's figures here")
 
     report = sub.add_parser("latency-report", help="SNR and log-mel distance against latency, windowed vs exact, on real speech")
     report.add_argument("--model", default="hifigan-universal", help="a model whose encode is a frontend (default: hifigan-universal)")
@@ -389,6 +407,17 @@ def _cmd_loopback(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_loadtest(args: argparse.Namespace) -> int:
+    from .loadtest import LoadTestConfig, run_loadtest
+
+    config = LoadTestConfig(
+        url=args.url, model=args.model, weights=args.weights, direction=args.direction, sessions=tuple(args.sessions),
+        seconds=args.seconds, chunk_ms=args.chunk_ms, max_lag_ms=args.max_lag_ms, max_growth_ms=args.max_growth_ms,
+        stop_at_fail=args.stop_at_fail, token=args.token, batching=not args.no_batching, json_path=args.json,
+    )
+    return run_loadtest(config)
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from ..server.app import ServerConfig, run_server
 
@@ -404,6 +433,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_message_ms=args.max_message_ms, idle_timeout_s=args.idle_timeout, hello_timeout_s=args.hello_timeout,
         token=args.token, allowed_origins=tuple(args.allow_origin) if args.allow_origin else None,
         record_dir=args.record_dir, record_max_bytes=int(args.record_max_mb * 1e6), compute_threads=args.compute_threads,
+        batching=not args.no_batching, tick_ms=args.tick_ms, warm_up=not args.no_warm_up,
     )
     config.validate()
     run_server(config, on_ready=lambda server: print(f"serving on http://{config.host}:{server.port}/ (WebSocket /ws)", flush=True))
@@ -447,6 +477,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "latency-report": _cmd_latency_report,
     "loopback": _cmd_loopback,
     "serve": _cmd_serve,
+    "loadtest": _cmd_loadtest,
     "client": _cmd_client,
     "tts-play": _cmd_tts_play,
 }

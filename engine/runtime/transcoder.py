@@ -10,7 +10,7 @@ pipeline and the server's sessions both use it, so the conversions are written o
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
@@ -20,6 +20,7 @@ from .resample import StreamResampler
 
 if TYPE_CHECKING:
     from ..plugin import Codec
+    from .scheduler import GroupScheduler
 
 __all__ = ["Transcoder", "fit_channels", "DIRECTIONS"]
 
@@ -48,6 +49,9 @@ class Transcoder:
         encoder_options, decoder_options: passed to the model's streams (validated there).
         trim_to_input: ``audio->audio`` returns at most as many samples as came in, like an
             offline roundtrip (the decoder's flush can give a little more).
+        scheduler: compute in that scheduler's stream groups (batched with other lanes): the
+            pushes only queue input, and each tick hands this lane's output to ``deliver``.
+        deliver: with ``scheduler``, called with each tick's output (codes or audio).
 
     Raises:
         OptionError and the other input errors of the model's streams.
@@ -65,6 +69,8 @@ class Transcoder:
         encoder_options: dict[str, Any] | None = None,
         decoder_options: dict[str, Any] | None = None,
         trim_to_input: bool = False,
+        scheduler: "GroupScheduler | None" = None,
+        deliver: "Callable[[Any], None] | None" = None,
     ) -> None:
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
@@ -75,8 +81,22 @@ class Transcoder:
         self.output_rate = output_rate or input_rate or model.sample_rate
         self.output_channels = output_channels or self.input_channels
         self.trim_to_input = trim_to_input and direction == "audio->audio"
-        self.encoder = model.encoder_stream(1, **(encoder_options or {})) if direction != "codes->audio" else None
-        self.decoder = model.decoder_stream(1, **(decoder_options or {})) if direction != "audio->codes" else None
+        self.scheduler = scheduler
+        self.deliver = deliver
+        self.encoder: Any = None
+        self.decoder: Any = None
+        if scheduler is None:
+            self.encoder = model.encoder_stream(1, **(encoder_options or {})) if direction != "codes->audio" else None
+            self.decoder = model.decoder_stream(1, **(decoder_options or {})) if direction != "audio->codes" else None
+        else:
+            if direction != "codes->audio":
+                self.encoder = scheduler.group(model, "encoder", dict(encoder_options or {})).open()
+            if direction != "audio->codes":
+                shared = {k: v for k, v in (decoder_options or {}).items() if k not in model.row_options}
+                per_row = {k: v for k, v in (decoder_options or {}).items() if k in model.row_options}
+                self.decoder = scheduler.group(model, "decoder", shared).open(**per_row)
+            self._codes_out: list[Any] = []
+            scheduler.add(self)
         self._in = StreamResampler(self.input_rate, model.encoder_sample_rate, model.channels) if self.encoder else None
         self._out = StreamResampler(model.sample_rate, self.output_rate, model.channels) if self.decoder else None
         self.samples_in = 0  # input-rate samples pushed
@@ -109,6 +129,9 @@ class Transcoder:
             raise ValueError("this transcoder decodes codes; push_codes()")
         self.samples_in += len(samples)
         block = self._in.process(fit_channels(samples, self.model.channels))  # type: ignore[union-attr]
+        if self.scheduler is not None:
+            self.encoder.push(self._tensor(block))
+            return self._nothing()
         with torch.inference_mode():
             return self._after_encoder(self.encoder.push(self._tensor(block)))
 
@@ -116,11 +139,16 @@ class Transcoder:
         """The model's codes (as its decoder takes them) → ``[m, output_channels]`` audio."""
         if self.encoder is not None or self.decoder is None:
             raise ValueError(f"this transcoder is {self.direction}; it takes no codes")
+        if self.scheduler is not None:
+            self.decoder.push(codes)
+            return self._nothing()
         with torch.inference_mode():
             return self._audio(self.decoder.push(codes))
 
     def finish(self) -> Any:
         """End the streams and return the rest (codes or audio, as the pushes did)."""
+        if self.scheduler is not None:
+            return self._finish_grouped()
         with torch.inference_mode():
             if self.encoder is not None:
                 tail = self._tensor(self._in.flush())  # type: ignore[union-attr]
@@ -130,6 +158,67 @@ class Transcoder:
                 head = self._audio(self.decoder.push(codes))
                 return np.concatenate([head, self._audio(self.decoder.flush(), last=True)])
             return self._audio(self.decoder.flush(), last=True)  # type: ignore[union-attr]
+
+    # -- in a scheduler's groups ------------------------------------------------------------
+    def pump(self) -> None:
+        """After the encoder groups' tick: this lane's new codes go to its decoder (or wait
+        for :meth:`deliver_output`)."""
+        if self.encoder is None:
+            return
+        codes = self.encoder.pull()
+        if self.model.num_frames(codes):
+            if self.decoder is not None:
+                self.decoder.push(codes)
+            else:
+                self._codes_out.append(codes)
+
+    def deliver_output(self) -> None:
+        """After the decoder groups' tick: hand what is new to ``deliver``."""
+        if self.decoder is not None:
+            audio = self._audio(self.decoder.pull())
+            if len(audio) and self.deliver is not None:
+                self.deliver(audio)
+        elif self._codes_out:
+            codes = self.model.concat_codes(self._codes_out)
+            self._codes_out = []
+            if self.deliver is not None:
+                self.deliver(codes)
+
+    @property
+    def backlog_s(self) -> float:
+        """Input queued in the groups and not computed yet, in seconds."""
+        if self.encoder is not None:
+            return self.encoder.queued / self.model.encoder_sample_rate  # type: ignore[no-any-return]
+        if self.decoder is not None and hasattr(self.decoder, "queued"):
+            return self.decoder.queued / self.model.frame_rate  # type: ignore[no-any-return]
+        return 0.0
+
+    def close(self) -> None:
+        """Leave the scheduler's groups without flushing (the client went away)."""
+        if self.scheduler is not None:
+            for stream in (self.encoder, self.decoder):
+                if stream is not None:
+                    stream.close()
+            self.scheduler.remove(self)
+
+    def _finish_grouped(self) -> Any:
+        """Each stream leaves its group and ends as a solo stream does."""
+        assert self.scheduler is not None
+        self.scheduler.remove(self)
+        with torch.inference_mode():
+            if self.encoder is not None:
+                self.encoder.push(self._tensor(self._in.flush()))  # type: ignore[union-attr]
+                codes = self.model.concat_codes([*self._codes_out, self.encoder.flush()])
+                self._codes_out = []
+                if self.decoder is None:
+                    return codes
+                self.decoder.push(codes)
+            return self._audio(self.decoder.flush(), last=True)
+
+    def _nothing(self) -> Any:
+        if self.direction == "audio->codes":
+            return self.model.empty_codes(1, self.encoder.options)
+        return np.zeros((0, self.output_channels), np.float32)
 
     # -- conversions ------------------------------------------------------------------------
     def _tensor(self, block: np.ndarray) -> Tensor:

@@ -57,6 +57,7 @@ from ..errors import (
     UnknownModelError,
 )
 from ..options import WINDOWED_OPTIONS, schema_json
+from ..runtime.scheduler import GroupScheduler
 from .protocol import Audio, Codes, End, Hello, Protocol, ProtocolError, Ready
 from .session import Outgoing, Session, SessionLimits, wire_form
 
@@ -105,6 +106,10 @@ class ServerConfig:
     send_timeout_s: float = 10.0
     # Compute
     compute_threads: int | None = None  # torch threads of the compute thread (None: all cores but one)
+    batching: bool = True  # sessions of one model and options share one forward pass per tick
+    tick_ms: float = 20.0  # with batching: how long a block may wait for its tick
+    max_backlog_ms: float = 1000.0  # with batching: input a session may queue before reading stops
+    warm_up: bool = True  # run each model's streams once at load, before the first session
     # Security
     token: str | None = None
     allowed_origins: tuple[str, ...] | None = None  # None: only the page this server serves; "*": any
@@ -132,7 +137,7 @@ class ServerConfig:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.compute_threads is not None and self.compute_threads < 1:
             raise ConfigError(f"compute_threads must be positive, got {self.compute_threads}")
-        for name in ("hello_timeout_s", "max_message_ms", "turn_ms", "idle_timeout_s", "send_timeout_s"):
+        for name in ("hello_timeout_s", "max_message_ms", "turn_ms", "idle_timeout_s", "send_timeout_s", "tick_ms", "max_backlog_ms"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
 
@@ -168,10 +173,13 @@ class ComputeWorker:
     queue, so sessions take turns (round robin), each turn's work is bounded by the session
     (``turn_ms`` of audio), and a long job's first output leaves before its last is computed."""
 
-    def __init__(self) -> None:
+    def __init__(self, scheduler: GroupScheduler | None = None) -> None:
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
         self.busy_s = 0.0
         self.turns = 0
+        #: Stream groups ticked between jobs (see :mod:`codecstream.runtime.scheduler`).
+        self.scheduler = scheduler
+        self.tick_errors = 0
 
     def submit(self, job: Callable[[], Any]) -> asyncio.Future:
         """Run ``job()`` once; the future gets its result."""
@@ -194,8 +202,12 @@ class ComputeWorker:
 
     def run_forever(self, stop: threading.Event) -> None:
         while not stop.is_set():
+            scheduler = self.scheduler
+            if scheduler is not None and scheduler.due():
+                self._tick(scheduler)
+            wait = 0.1 if scheduler is None else min(0.1, scheduler.wait_s())
             try:
-                job = self._jobs.get(timeout=0.1)
+                job = self._jobs.get(timeout=wait) if wait > 0 else self._jobs.get_nowait()
             except queue.Empty:
                 continue
             if job is None:
@@ -214,6 +226,17 @@ class ComputeWorker:
                 _call_soon(job.loop, _settle, job.future, result, error)
             else:
                 self._jobs.put(job)  # back of the queue: the other sessions go first
+
+    def _tick(self, scheduler: GroupScheduler) -> None:
+        """One tick of every stream group. Inputs are checked when pushed, so a tick does not
+        fail on a client's data; if it fails anyway, it is logged and the groups go on."""
+        started = time.perf_counter()
+        try:
+            scheduler.tick()
+        except Exception:
+            self.tick_errors += 1
+            log.exception("a stream-group tick failed")
+        self.busy_s += time.perf_counter() - started
 
     @staticmethod
     def _step(job: _Job) -> tuple[bool, Any]:
@@ -299,6 +322,9 @@ class Server:
         config.validate()
         self.config = config
         self.worker = worker or ComputeWorker()
+        if config.batching and self.worker.scheduler is None:
+            self.worker.scheduler = GroupScheduler(config.tick_ms)
+        self.scheduler = self.worker.scheduler if config.batching else None
         self._models: dict[str, Codec] = {}
         self._model_lock = threading.Lock()
         self.sessions: dict[str, Session] = {}
@@ -323,10 +349,14 @@ class Server:
 
     def _load(self, name: str) -> "Codec":
         from ..registry import load
+        from ..warmup import warm_up
 
         with self._model_lock:
             if name not in self._models:
-                self._models[name] = load(name, self.config.weights.get(name))
+                model = load(name, self.config.weights.get(name))
+                if self.config.warm_up:
+                    warm_up(model)  # the first session's first output then costs a later one's
+                self._models[name] = model
             return self._models[name]
 
     def model(self, name: str | None) -> "Codec":
@@ -417,6 +447,8 @@ class Server:
             "rtf": self.worker.busy_s / self.audio_s if self.audio_s else 0.0,
             "errors": dict(self.errors),
             "uptime_seconds": uptime,
+            "batching": self.scheduler is not None,
+            "groups": self.scheduler.stats() if self.scheduler is not None else [],
         }
 
     async def _process_request(self, connection: "ServerConnection", request: "Request") -> "Response | None":
@@ -502,7 +534,8 @@ class Server:
             if model is None:  # not loaded: refused at once, or loaded off the loop if allowed
                 model = await asyncio.get_running_loop().run_in_executor(None, self.model, hello.model) if self.config.load_on_request else self.model(hello.model)
             limits = self.config.limits()
-            session, ready = await self.worker.submit(lambda: _open_session(model, hello, protocol, limits))
+            scheduler = self.scheduler
+            session, ready = await self.worker.submit(lambda: _open_session(model, hello, protocol, limits, scheduler))
             self.sessions[session.id] = session
             self._reserved -= 1
             reserved = False
@@ -566,10 +599,31 @@ class Server:
                 recorder.close()
 
     async def _process_inbox(self, websocket: "ServerConnection", session: Session, inbox: _Inbox, recorder: "_Recorder | None", closed: asyncio.Future) -> None:
+        outbox: asyncio.Queue[Outgoing | None] | None = None
+        sender: asyncio.Task | None = None
+        if session.grouped:  # outputs come from the ticks, in order, through the outbox
+            loop, outbox = asyncio.get_running_loop(), asyncio.Queue()
+            session.deliver = lambda out: _call_soon(loop, outbox.put_nowait, out)  # type: ignore[union-attr]
+            sender = asyncio.create_task(self._send_outbox(websocket, outbox, recorder))
+        try:
+            await self._consume_inbox(websocket, session, inbox, recorder, closed, outbox, sender)
+        finally:
+            if sender is not None and not sender.done():
+                sender.cancel()
+            if session.grouped:
+                session.deliver = None
+                self.worker.submit(session.close)  # its rows leave their groups (no-op after finish)
+
+    async def _consume_inbox(
+        self, websocket: "ServerConnection", session: Session, inbox: _Inbox, recorder: "_Recorder | None",
+        closed: asyncio.Future, outbox: "asyncio.Queue[Outgoing | None] | None", sender: "asyncio.Task | None",
+    ) -> None:
         while True:
             received, event = await inbox.get()
             if closed.done():  # the client is gone: stop spending compute on it
                 return
+            if sender is not None and sender.done():
+                sender.result()  # the client stopped reading: raises
             if isinstance(event, Audio):
                 samples = self._merge_audio(session, inbox, event.samples)
                 if recorder:
@@ -580,12 +634,25 @@ class Server:
                 await self._run_turns(websocket, functools.partial(session.process_codes, event.levels), recorder)
             else:  # End: flush, send the rest, say end
                 outputs = await self.worker.submit(session.finish)
-                await self._send_outputs(websocket, outputs, recorder)
+                if outbox is not None and sender is not None:  # after every tick's output
+                    outbox.put_nowait(outputs)
+                    outbox.put_nowait(None)
+                    await sender
+                else:
+                    await self._send_outputs(websocket, outputs, recorder)
                 await self._send(websocket, Protocol.stats(self._session_stats(session)))
                 await self._send(websocket, Protocol.end())
                 await self._close(websocket, 1000, "")
                 return
             self.chunk_latency_s.append(time.perf_counter() - received)
+            # Backpressure: while the ticks have not caught up, stop taking input (the inbox
+            # fills, reading stops, and TCP pushes back on the client).
+            while session.backlog_s * 1000 > self.config.max_backlog_ms and not closed.done():
+                await asyncio.sleep(self.config.tick_ms / 1000)
+
+    async def _send_outbox(self, websocket: "ServerConnection", outbox: "asyncio.Queue[Outgoing | None]", recorder: "_Recorder | None") -> None:
+        while (outputs := await outbox.get()) is not None:
+            await self._send_outputs(websocket, outputs, recorder)
 
     async def _run_turns(self, websocket: "ServerConnection", job: Callable[[], Iterator[Outgoing]], recorder: "_Recorder | None") -> None:
         """Run a session's job on the compute thread, sending each turn's output as it comes."""
@@ -686,10 +753,10 @@ class Server:
                 pass
 
 
-def _open_session(model: "Codec", hello: Hello, protocol: Protocol, limits: SessionLimits) -> tuple[Session, Ready]:
+def _open_session(model: "Codec", hello: Hello, protocol: Protocol, limits: SessionLimits, scheduler: GroupScheduler | None = None) -> tuple[Session, Ready]:
     """On the compute thread: streams are built and their latency derived there, never on the
     event loop."""
-    session = Session(model, hello, protocol, limits)
+    session = Session(model, hello, protocol, limits, scheduler)
     return session, session.ready()
 
 
@@ -800,7 +867,7 @@ def run_server(config: ServerConfig, *, on_ready: Callable[[Server], None] | Non
     # One core is left to the event loop: with every core in torch's pool, the loop waits for a
     # CPU and sessions stall (measured on 2 cores: 7 s gaps with 2 threads, 0.14 s with 1).
     torch.set_num_threads(config.compute_threads or max(1, (os.cpu_count() or 2) - 1))
-    worker = ComputeWorker()
+    worker = ComputeWorker(GroupScheduler(config.tick_ms) if config.batching else None)
     server = Server(config, worker)
     server.load_models()
     stop = threading.Event()

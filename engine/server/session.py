@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from .protocol import Hello, Protocol, ProtocolError, Ready
 
 if TYPE_CHECKING:
     from ..plugin import Codec
+    from ..runtime.scheduler import GroupScheduler
 
 __all__ = ["Session", "SessionLimits", "codes_to_wire", "codes_from_wire", "wire_form", "Outgoing"]
 
@@ -101,13 +102,26 @@ def _split_options(model: "Codec", options: dict[str, Any], direction: str) -> t
     return encoder, decoder
 
 
+def _groupable(model: "Codec", direction: str, decoder_options: dict[str, Any]) -> bool:
+    """Whether a session's streams can be computed in stream groups: an exact decoder (and a
+    streaming encoder when it encodes), not the windowed mode."""
+    if direction != "audio->codes" and (not model.exact_decoder or decoder_options.get("mode", "exact") != "exact"):
+        return False
+    if any(name in decoder_options for name in ("lookahead_frames", "context_frames", "block_frames", "crossfade_frames")):
+        return False  # the solo streams raise their documented error for these
+    return direction == "codes->audio" or (model.has_encoder and model.streaming_encoder)
+
+
 class Session:
     """Streams for one connection. Build it, and call ``ready``, ``process_*`` and ``finish``,
     on the compute thread: the streams' work and their latency figures are computed there.
     ``process_audio`` and ``process_codes`` return iterators of turns, each turn a list of
     :data:`Outgoing` messages (the worker interleaves turns of different sessions)."""
 
-    def __init__(self, model: "Codec", hello: Hello, protocol: Protocol, limits: SessionLimits | None = None) -> None:
+    def __init__(
+        self, model: "Codec", hello: Hello, protocol: Protocol, limits: SessionLimits | None = None,
+        scheduler: "GroupScheduler | None" = None,
+    ) -> None:
         self.id = uuid.uuid4().hex[:12]
         self.model = model
         self.hello = hello
@@ -120,10 +134,16 @@ class Session:
         if self.direction != "codes->audio" and not (model.has_encoder and model.streaming_encoder):
             raise ProtocolError("bad_hello", f"{model.name} has no streaming encoder; use direction codes->audio")
         encoder_options, decoder_options = _split_options(model, hello.options, self.direction)
+        self.grouped = scheduler is not None and _groupable(model, self.direction, decoder_options)
+        if self.grouped:
+            decoder_options.pop("mode", None)
+        #: With a scheduler: called on the compute thread with each tick's messages.
+        self.deliver: Callable[[Outgoing], None] | None = None
         try:
             self.transcoder = Transcoder(
                 model, self.direction, input_rate=hello.sample_rate, input_channels=hello.channels,
                 encoder_options=encoder_options, decoder_options=decoder_options, trim_to_input=True,
+                scheduler=scheduler if self.grouped else None, deliver=self._tick_output,
             )
         except CodecStreamError as exc:
             raise ProtocolError("bad_options", f"{type(exc).__name__}: {exc}") from None
@@ -213,6 +233,22 @@ class Session:
             self._send(self.transcoder.push_codes(codes), out)
             self.audio_in_s += self.model.num_frames(codes) * self.model.hop_length / self.model.sample_rate
             yield out
+
+    def _tick_output(self, result: Any) -> None:
+        """A scheduler tick's output for this session, as messages for ``deliver``."""
+        out: Outgoing = []
+        self._send(result, out)
+        if out and self.deliver is not None:
+            self.deliver(out)
+
+    @property
+    def backlog_s(self) -> float:
+        """Input this session has queued in its groups and not computed yet (grouped only)."""
+        return self.transcoder.backlog_s if self.grouped else 0.0
+
+    def close(self) -> None:
+        """The client went away: leave the groups (nothing more is computed for it)."""
+        self.transcoder.close()
 
     def finish(self) -> Outgoing:
         out: Outgoing = []

@@ -32,6 +32,8 @@ class ConvTransposeState(StreamState):
     to_trim: RowInts  # start samples still to drop
     seen: RowInts  # input frames received
 
+    free_rows = ("seen",)  # only flush reads it, one row at a time
+
 
 class StreamingConvTranspose1d(StreamingModule[ConvTransposeState]):
     """ConvTranspose1d with start and end crops that streams exactly.

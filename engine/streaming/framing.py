@@ -40,6 +40,9 @@ class FrameState(StreamState):
     seen: RowInts  # raw input frames received
     started: RowInts  # 1 once the left padding has been applied
 
+    # Unstarted rows hold every frame they saw, so `buffer`'s length carries `seen` then.
+    free_rows = ("seen",)
+
 
 class FramedModule(StreamingModule[FrameState]):
     """Base of layers that compute one output frame per padded input window.

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from typing import Any, Callable, Generic, Iterable, Sequence, TypeVar
+from typing import Any, Callable, ClassVar, Generic, Hashable, Iterable, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -87,6 +87,28 @@ class StreamState:
     merge with others (:meth:`StreamContext.select`, :meth:`StreamContext.merge`).
     """
 
+    #: Per-row counters whose rows may hold different values in one call (positions, seeds,
+    #: counts the layer reads per row). Every other :data:`RowInts` field is a *phase*: rows
+    #: computed together must agree on it (see :meth:`phase`).
+    free_rows: ClassVar[tuple[str, ...]] = ()
+
+    def phase(self) -> Hashable:
+        """What rows must share to be computed in one call: tensor shapes beyond the batch,
+        which optional fields are set, and the values of every counter not in
+        :attr:`free_rows`. Two batches of equal phase can merge and step together; steady
+        streams reach one phase whatever their age."""
+        return tuple(_phase(getattr(self, f.name)) if f.name not in self.free_rows else _free(getattr(self, f.name))
+                     for f in dataclasses.fields(self))  # type: ignore[arg-type]
+
+    def assign(self: S, rows: np.ndarray, other: S) -> S:
+        """A copy of this state with ``rows`` replaced by ``other``'s rows (in order); the two
+        must be of one phase. Tensors are copied, never written in place (a state may share
+        memory with an input or another layer's state)."""
+        out = copy.copy(self)
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            setattr(out, f.name, _assign(getattr(self, f.name), rows, getattr(other, f.name), f.name))
+        return out
+
     def select(self: S, rows: np.ndarray) -> S:
         """The state of ``rows`` (an int64 index array) only."""
         out = copy.copy(self)
@@ -101,6 +123,47 @@ class StreamState:
         for f in dataclasses.fields(out):  # type: ignore[arg-type]
             setattr(out, f.name, _merge([getattr(s, f.name) for s in states], f.name))
         return out
+
+
+def _phase(value: Any) -> Hashable:
+    if value is None:
+        return None
+    if isinstance(value, Tensor):
+        return tuple(value.shape[1:])
+    if isinstance(value, np.ndarray):
+        return tuple(np.unique(value).tolist())
+    if isinstance(value, StreamState):
+        return value.phase()
+    if isinstance(value, (list, tuple)):
+        return tuple(_phase(v) for v in value)
+    raise StreamStateError(f"a {type(value).__name__} state field has no phase")
+
+
+def _free(value: Any) -> Hashable:
+    """A free counter only marks that the field is present."""
+    return None if value is None else "rows"
+
+
+def _assign(value: Any, rows: np.ndarray, other: Any, name: str) -> Any:
+    if value is None or other is None:
+        if value is not None or other is not None:
+            raise StreamStateError(f"cannot assign rows: {name!r} is set in one state only")
+        return None
+    if isinstance(value, Tensor):
+        if value.shape[1:] != other.shape[1:]:
+            raise StreamStateError(f"cannot assign rows: {name!r} has shape {tuple(other.shape[1:])}, not {tuple(value.shape[1:])}")
+        return value.index_copy(0, torch.as_tensor(rows, device=value.device), other.to(value.dtype))
+    if isinstance(value, np.ndarray):
+        out = value.copy()
+        out[rows] = other
+        return out
+    if isinstance(value, StreamState):
+        return value.assign(rows, other)
+    if isinstance(value, (list, tuple)):
+        if len(value) != len(other):
+            raise StreamStateError(f"cannot assign rows: {name!r} has different lengths")
+        return type(value)(_assign(v, rows, o, f"{name}[{i}]") for i, (v, o) in enumerate(zip(value, other)))
+    raise StreamStateError(f"cannot assign rows of a {type(value).__name__} state field ({name!r})")
 
 
 def _select(value: Any, rows: np.ndarray) -> Any:
@@ -198,24 +261,51 @@ class StreamContext:
         """One context per row."""
         return [self.select([row]) for row in range(self.batch_size)]
 
+    def phase(self) -> Hashable:
+        """What contexts must share to merge and step as one batch: each started layer's
+        phase (:meth:`StreamingModule.state_phase`), in a fixed order of layers."""
+        items = sorted(self._states.items(), key=lambda item: id(item[0]))
+        return tuple((id(module), _module_phase(module, state)) for module, state in items)
+
+    def assign(self, rows: Iterable[int], other: "StreamContext") -> "StreamContext":
+        """A new context: this one with ``rows`` replaced by ``other``'s rows (in order). Both
+        must hold the same layers in one phase (a batch that stepped a subset of its rows and
+        stayed in phase), or :class:`~codecstream.errors.StreamStateError`."""
+        index = np.asarray(list(rows), dtype=np.int64)
+        if index.size != other.batch_size:
+            raise StreamStateError(f"{index.size} rows to assign from a context of {other.batch_size}")
+        if other._states.keys() != self._states.keys():
+            raise StreamStateError("cannot assign rows: the contexts hold different layers")
+        out = StreamContext(self.batch_size, self.options)
+        out._states = {module: _assign(state, index, other._states[module], type(module).__name__) for module, state in self._states.items()}
+        return out
+
     @staticmethod
-    def merge(contexts: Sequence["StreamContext"]) -> "StreamContext":
+    def merge(contexts: Sequence["StreamContext"], *, options: Any = None, rows_hold_options: bool = False) -> "StreamContext":
         """One context whose rows are every given context's rows, in order.
 
         The streams must be at the same point of their structure (the same layers started,
         buffers of the same shape beyond the batch) and have equal options; otherwise
-        :class:`~codecstream.errors.StreamStateError`."""
+        :class:`~codecstream.errors.StreamStateError`. With ``rows_hold_options`` the
+        caller states that the options differ only in what each row's state already holds
+        (a seed or a condition applied at the start), and the result takes ``options``."""
         if not contexts:
             raise StreamStateError("nothing to merge")
         first = contexts[0]
         for other in contexts[1:]:
-            if other.options != first.options:
+            if other.options != first.options and not rows_hold_options:
                 raise StreamStateError("cannot merge streams with different options")
             if other._states.keys() != first._states.keys():
                 raise StreamStateError("cannot merge streams at different points (some layers have not started in all)")
-        out = StreamContext(sum(c.batch_size for c in contexts), first.options)
+        out = StreamContext(sum(c.batch_size for c in contexts), options if rows_hold_options else first.options)
         out._states = {module: _merge([c._states[module] for c in contexts], type(module).__name__) for module in first._states}
         return out
+
+
+def _module_phase(module: nn.Module, state: Any) -> Hashable:
+    if isinstance(module, StreamingModule):
+        return module.state_phase(state)
+    return state.phase() if isinstance(state, StreamState) else _phase(state)
 
 
 def cat_time(first: Tensor | None, second: Tensor | None) -> Tensor | None:
@@ -258,6 +348,11 @@ class StreamingModule(nn.Module, Generic[StateT]):
         """This layer's state for a new stream of ``batch_size`` rows (``like``: the first
         input, for dtype and device). Stateful layers override it."""
         raise NotImplementedError(f"{type(self).__name__} keeps no state")
+
+    def state_phase(self, state: StateT) -> Hashable:
+        """The phase of this layer's ``state`` (:meth:`StreamState.phase`); layers whose
+        free counters still matter at some point of a stream add what they read."""
+        return state.phase() if isinstance(state, StreamState) else _phase(state)
 
     def state(self, ctx: StreamContext, like: Tensor) -> StateT:
         """This layer's state in ``ctx``, created by :meth:`init_state` on the first input."""

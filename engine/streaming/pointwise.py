@@ -37,6 +37,8 @@ class FrameLinear(nn.Linear):
 class ConditionState(StreamState):
     index: RowInts  # per row: the row of the scale/shift tables it uses
 
+    free_rows = ("index",)
+
 
 class AdaLayerNorm(StreamingModule[ConditionState]):
     """LayerNorm without affine parameters, then ``x·scale[c] + shift[c]`` for each row's

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Hashable, Literal, Union
 
 import numpy as np
 import torch
@@ -163,6 +163,8 @@ class ISTFTState(StreamState):
     released: RowInts  # uncropped positions already emitted (or cropped)
     frames: RowInts  # frames received
 
+    free_rows = ("released", "frames")  # their phase: StreamingISTFT.state_phase
+
 
 class StreamingISTFT(StreamingModule[ISTFTState]):
     """Complex spectra ``[B, n_fft // 2 + 1, F]`` → audio ``[B, 1, T]`` by windowed overlap-add,
@@ -207,6 +209,12 @@ class StreamingISTFT(StreamingModule[ISTFTState]):
             released=row_ints(batch_size),
             frames=row_ints(batch_size),
         )
+
+    def state_phase(self, state: ISTFTState) -> Hashable:
+        """Rows step together when their overlap-add offsets and start crops agree."""
+        offsets = state.frames * self.hop_length - state.released
+        crops = np.minimum(state.released, self.trim)
+        return state.phase(), tuple(np.unique(offsets).tolist()), tuple(np.unique(crops).tolist())
 
     def _final(self, frames: Ints) -> Ints:
         """Uncropped positions no later frame can change, after ``frames`` frames (> 0)."""

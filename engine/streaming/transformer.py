@@ -79,6 +79,8 @@ class TransformerState(StreamState):
     position: RowInts  # stream position of each row's next frame
     layers: list[AttentionState]
 
+    free_rows = ("position",)  # the KV ring is addressed per row
+
 
 class _Slots:
     """``count`` consecutive stream positions per row, from ``starts``, as ring slots: one run

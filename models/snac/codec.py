@@ -192,6 +192,8 @@ class SnacCodec(Codec):
     def end_padding(self, samples: int, options: Any) -> int:
         return -samples % self.config.pad_multiple
 
+    row_options = ("noise_seed",)  # keyed into each row's noise state at its first push
+
     def option_specs(self) -> tuple[Option, ...]:
         return (
             Option("noise", "decoder", bool, "SNAC's noise injection, keyed on sample position", default=True),

@@ -102,6 +102,8 @@ class NoiseState(StreamState):
     block_index: RowInts  # which noise block `block` holds (-1: none yet)
     block: Tensor  # [B, PositionalNoise.block] float64: the row's last noise block, kept
 
+    free_rows = ("seed", "position", "block_index")  # noise is drawn per row
+
 
 class NoiseBlock(StreamingModule[NoiseState]):
     """``x + n[t] · linear(x)[t]``: SNAC's learned noise injection, with ``n`` drawn per row

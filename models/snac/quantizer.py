@@ -28,6 +28,9 @@ class DecodeState(StreamState):
     pending: list[Tensor]  # per level, [B, n_l] codes not yet turned into latent frames
     frames: RowInts  # per row, latent frames produced so far
 
+    # Only `frames` modulo each level's stride is read, and the pending lengths carry it.
+    free_rows = ("frames",)
+
 
 class SnacQuantizer(nn.Module):
     """``quantizers.{l}``: one :class:`VectorQuantize` per stride in ``vq_strides``.
@@ -86,8 +89,7 @@ class SnacQuantizer(nn.Module):
         """
         state = ctx.state(self, lambda: DecodeState(pending=[level[:, :0] for level in codes], frames=row_ints(ctx.batch_size)))
         pending = [torch.cat([old, new], dim=-1) for old, new in zip(state.pending, codes)]
-        done = uniform(state.frames, "latent frames")
-        starts = [done % s for s in self.strides]
+        starts = [uniform(state.frames % s, "code phases") for s in self.strides]
         ready = min(level.shape[-1] * s - start for level, s, start in zip(pending, self.strides, starts))
         weight = self.levels[0].out_proj.weight
         if ready <= 0:

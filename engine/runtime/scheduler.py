@@ -1,0 +1,124 @@
+"""Ticks for many streams: one :class:`~codecstream.groups.StreamGroup` per model, side and
+shared options, and *lanes* (one per session or voice) that move data between them.
+
+A lane is a :class:`~codecstream.runtime.transcoder.Transcoder` whose streams live in groups:
+its pushes only queue input. :meth:`GroupScheduler.tick` then computes every group, encoder
+groups first, hands each lane's fresh codes to its decoder stream, computes the decoder groups
+and gives each lane's new output to its ``deliver`` callback::
+
+    tick:  encoder groups ─▶ lanes pump codes ─▶ decoder groups ─▶ lanes deliver output
+
+Everything runs on the thread that calls :meth:`tick` (the server's compute thread): a block
+waits at most one tick period before it is computed, and each stream gets one block per
+group tick and at most one block more per tick than real time needs, so a session that sends
+faster than real time cannot take another's turn (its backlog grows, and the server stops
+reading it).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import TYPE_CHECKING, Any, Callable, Hashable
+
+from ..groups import StreamGroup
+
+if TYPE_CHECKING:
+    from ..plugin import Codec
+    from .transcoder import Transcoder
+
+__all__ = ["GroupScheduler"]
+
+log = logging.getLogger("codecstream.scheduler")
+
+
+class GroupScheduler:
+    """Groups keyed by model, side and shared options; lanes that feed them.
+
+    Args:
+        tick_ms: how often :meth:`due` says a tick is wanted (the most a block waits).
+    """
+
+    def __init__(self, tick_ms: float = 20.0) -> None:
+        if not tick_ms > 0:
+            raise ValueError(f"tick_ms must be positive, got {tick_ms}")
+        self.tick_s = tick_ms / 1000.0
+        self.groups: dict[Hashable, StreamGroup] = {}
+        self.lanes: list["Transcoder"] = []
+        self._next = time.perf_counter()
+        self.ticks = 0
+        self.busy_s = 0.0
+
+    # -- groups ---------------------------------------------------------------------------
+    def group(self, model: "Codec", side: str, options: dict[str, Any]) -> StreamGroup:
+        """The group for ``model``'s ``side`` with these shared options (made on first use)."""
+        key = (id(model), side, tuple(sorted(options.items())))
+        group = self.groups.get(key)
+        if group is None:
+            group = self.groups[key] = StreamGroup(model, side, options=options)  # type: ignore[arg-type]
+        return group
+
+    def add(self, lane: "Transcoder") -> None:
+        self.lanes.append(lane)
+
+    def remove(self, lane: "Transcoder") -> None:
+        if lane in self.lanes:
+            self.lanes.remove(lane)
+        for key in [k for k, g in self.groups.items() if len(g) == 0 and g.ticks]:
+            del self.groups[key]  # an empty group keeps no state worth its memory
+
+    # -- ticks ----------------------------------------------------------------------------
+    def wait_s(self) -> float:
+        """Seconds until the next tick is due (0: now)."""
+        return max(0.0, self._next - time.perf_counter())
+
+    def due(self) -> bool:
+        return time.perf_counter() >= self._next
+
+    def tick(self) -> int:
+        """Compute every block queued in every group, encoders first; deliver the outputs.
+        Returns the stream-blocks computed."""
+        started = time.perf_counter()
+        self._next = started + self.tick_s
+        rows = 0
+        for group in [g for g in self.groups.values() if g.side == "encoder"]:
+            rows += self._run(group)
+        for lane in self.lanes:
+            lane.pump()
+        for group in [g for g in self.groups.values() if g.side == "decoder"]:
+            rows += self._run(group)
+        for lane in list(self.lanes):
+            lane.deliver_output()
+        self.ticks += 1
+        self.busy_s += time.perf_counter() - started
+        return rows
+
+    def _run(self, group: StreamGroup) -> int:
+        """The group's blocks due in one tick period, plus one to catch up: a stream that fell
+        behind (or a client sending faster than real time) gains one block per tick, never
+        the whole tick's compute."""
+        rows = 0
+        for _ in range(math.ceil(self.tick_s / group.block_s) + 1):
+            report = group.tick()
+            if not report.rows:
+                break
+            rows += report.rows
+        return rows
+
+    def stats(self) -> list[dict[str, Any]]:
+        """Per group: streams, batch size, tick compute p50 / p99, and the input its streams
+        hold not yet computed (lag, ms) now: the mean and the largest."""
+        out = []
+        for group in self.groups.values():
+            stats = group.stats()
+            rate = group.model.sample_rate if group.side == "encoder" else group.model.frame_rate
+            backlog_ms = [1000.0 * s.queued / rate for s in group.streams]
+            stats["lag_mean_ms"] = sum(backlog_ms) / len(backlog_ms) if backlog_ms else 0.0
+            stats["lag_max_ms"] = max(backlog_ms, default=0.0)
+            out.append(stats)
+        return out
+
+
+#: A lane's output callback: codes or ``[n, channels]`` audio, as the transcoder returns them.
+Deliver = Callable[[Any], None]
