@@ -22,7 +22,7 @@ import math
 import time
 from typing import TYPE_CHECKING, Any, Callable, Hashable
 
-from ..groups import StreamGroup
+from ..groups import StreamGroup, group_unit_frames
 
 if TYPE_CHECKING:
     from ..plugin import Codec
@@ -56,8 +56,16 @@ class GroupScheduler:
         key = (id(model), side, tuple(sorted(options.items())))
         group = self.groups.get(key)
         if group is None:
-            group = self.groups[key] = StreamGroup(model, side, options=options)  # type: ignore[arg-type]
+            group = self.groups[key] = StreamGroup(model, side, options=options, block_frames=self.block_frames(model))  # type: ignore[arg-type]
         return group
+
+    def block_frames(self, model: "Codec") -> int:
+        """Frames per block: the fewest whole units that cover a tick period. Each block costs
+        one read of every weight, so blocks shorter than a tick would cost more ticks' compute
+        without lowering latency (a block waits for its tick anyway)."""
+        unit = group_unit_frames(model)
+        unit_s = unit * model.hop_length / model.sample_rate
+        return unit * max(1, math.ceil(self.tick_s / unit_s - 1e-9))
 
     def add(self, lane: "Transcoder") -> None:
         self.lanes.append(lane)
