@@ -237,6 +237,8 @@ class StreamGroup:
             also be given per stream to :meth:`open`.
         block_frames: code frames per stream per tick (a multiple of
             :func:`group_unit_frames`; default: the unit, the lowest latency).
+        max_blocks: the most blocks a row takes in one step when every ready row of its
+            batch has that many queued (streams catching up on a backlog).
         history: ticks kept for the compute-time percentiles.
     """
 
@@ -247,6 +249,7 @@ class StreamGroup:
         *,
         options: dict[str, Any] | None = None,
         block_frames: int | None = None,
+        max_blocks: int = 8,
         history: int = 2000,
     ) -> None:
         if side not in ("encoder", "decoder"):
@@ -267,6 +270,7 @@ class StreamGroup:
         if block_frames < 1 or block_frames % unit:
             raise OptionError(f"block_frames must be a positive multiple of {unit} for {model.name}, got {block_frames}")
         self.block_frames = block_frames
+        self.max_blocks = max(1, int(max_blocks))
         if side == "encoder":
             self.block = math.lcm(model.encoder_block, block_frames * model.hop_length)
         else:
@@ -329,7 +333,8 @@ class StreamGroup:
         return sum(1 for c in self._cohorts for m in c.members if m.queued >= self.block)
 
     def tick(self) -> TickReport:
-        """Compute one block of every stream that has one queued: one forward pass per cohort."""
+        """Compute every stream that has a block queued (one block, or more when all ready
+        rows of its batch are behind): one forward pass per cohort."""
         start = time.perf_counter()
         rows = calls = 0
         with torch.inference_mode():
@@ -400,7 +405,11 @@ class StreamGroup:
     def _step(self, cohort: _Cohort, ready: list[int]) -> None:
         model = self.model
         members = [cohort.members[i] for i in ready]
-        blocks = [m._take(self.block) for m in members]
+        # Rows that fell behind catch up in longer steps: every ready row takes as many whole
+        # blocks as the least of them holds (up to max_blocks), so a backlog costs fewer
+        # weight reads per second of audio, as a solo stream's longer pushes do.
+        count = min(self.max_blocks, *(m.queued // self.block for m in members)) * self.block
+        blocks = [m._take(count) for m in members]
         everyone = len(ready) == len(cohort.members)
         before = None if everyone or not cohort.started else cohort.phase()
         ctx = cohort.ctx if everyone else cohort.ctx.select(ready)
@@ -414,7 +423,7 @@ class StreamGroup:
         for row, member in enumerate(members):
             piece = _row_codes(model, out, row) if self.side == "encoder" else out[row : row + 1]
             member._outputs.append(piece)
-            member.consumed += self.block
+            member.consumed += count
             member.produced += model.num_frames(piece) if self.side == "encoder" else piece.shape[-1]
         if everyone:
             cohort._phase = None

@@ -47,6 +47,7 @@ class LoadTestConfig:
     token: str | None = None
     batching: bool = True
     json_path: Path | None = None
+    serve_args: tuple[str, ...] = ()
 
 
 @dataclass
@@ -199,6 +200,7 @@ def _start_server(config: LoadTestConfig) -> tuple[subprocess.Popen, str]:
     ]
     if not config.batching:
         command.append("--no-batching")
+    command.extend(config.serve_args)
     server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     line = server.stdout.readline() if server.stdout else ""  # "serving on http://127.0.0.1:PORT/ ..."
     if "serving on" not in line:

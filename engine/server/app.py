@@ -106,6 +106,8 @@ class ServerConfig:
     send_timeout_s: float = 10.0
     # Compute
     compute_threads: int | None = None  # torch threads of the compute thread (None: all cores but one)
+    dtype: str = "float32"  # the models' precision: float32, or bfloat16 (faster on CPUs with BF16)
+    device: str = "cpu"  # where the models run ("cuda" on a GPU machine)
     batching: bool = True  # sessions of one model and options share one forward pass per tick
     tick_ms: float = 20.0  # with batching: how long a block may wait for its tick
     max_backlog_ms: float = 1000.0  # with batching: input a session may queue before reading stops
@@ -135,6 +137,8 @@ class ServerConfig:
         for name in ("max_sessions", "max_pending_connections", "max_message_bytes", "max_queued_bytes", "record_max_bytes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.dtype not in ("float32", "float64", "bfloat16", "float16"):
+            raise ConfigError(f"dtype must be float32, bfloat16, float16 or float64, got {self.dtype!r}")
         if self.compute_threads is not None and self.compute_threads < 1:
             raise ConfigError(f"compute_threads must be positive, got {self.compute_threads}")
         for name in ("hello_timeout_s", "max_message_ms", "turn_ms", "idle_timeout_s", "send_timeout_s", "tick_ms", "max_backlog_ms"):
@@ -348,12 +352,14 @@ class Server:
             self._load(name)
 
     def _load(self, name: str) -> "Codec":
+        import torch
+
         from ..registry import load
         from ..warmup import warm_up
 
         with self._model_lock:
             if name not in self._models:
-                model = load(name, self.config.weights.get(name))
+                model = load(name, self.config.weights.get(name), device=self.config.device, dtype=getattr(torch, self.config.dtype))
                 if self.config.warm_up:
                     warm_up(model)  # the first session's first output then costs a later one's
                 self._models[name] = model
