@@ -196,3 +196,31 @@ def test_windowed_decoders_are_refused():
 
     with pytest.raises(cs.OptionError, match="windows"):
         cs.StreamGroup(NeuCodecCodec(NEUCODEC_SMALL), "decoder")
+
+
+@pytest.mark.parametrize("name", ["encodec-causal", "vocos-mel", "snac"])
+def test_bfloat16_runs_and_stays_close(name):
+    """Reduced precision: bfloat16 streams (grouped) against the bfloat16 offline model and the
+    float32 one. Not bit-exact (bfloat16 keeps 8 bits of mantissa and the chunked kernels
+    accumulate in another order), so the bound is a signal-to-error ratio."""
+    model32 = GROUP_MODELS[name]().float()
+    model16 = GROUP_MODELS[name]().to(torch.bfloat16)
+    rng = random.Random(5)
+    codes = model32.encode(_row_audio(model32, rng, torch.float32))
+    if isinstance(codes, torch.Tensor) and codes.is_floating_point():
+        codes16 = codes.to(torch.bfloat16)
+    else:
+        codes16 = codes
+    group = cs.StreamGroup(model16, "decoder")
+    stream = group.open()
+    for chunk in _code_chunks(model16, codes16, rng):
+        stream.push(chunk)
+        group.tick()
+    streamed = torch.cat([stream.pull(), stream.flush()], dim=-1).double()
+
+    def snr_db(reference: torch.Tensor, x: torch.Tensor) -> float:
+        reference = reference.double()
+        return float(10 * torch.log10(reference.square().sum() / (reference - x).square().sum().clamp(min=1e-30)))
+
+    assert snr_db(model16.decode(codes16), streamed) > 25
+    assert snr_db(model32.decode(codes), streamed) > 20

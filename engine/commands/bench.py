@@ -29,7 +29,7 @@ from ..windowed import WindowedDecoderStream
 if TYPE_CHECKING:
     from ..plugin import Codec
 
-__all__ = ["run_benchmark", "BenchResult"]
+__all__ = ["run_benchmark", "BenchResult", "plot_streams"]
 
 
 @dataclass
@@ -63,6 +63,7 @@ class BenchResult:
     streaming_decode: list[StreamingFigures] = field(default_factory=list)  # decoder alone
     reference: dict[str, Any] = field(default_factory=dict)
     orpheus: dict[str, Any] = field(default_factory=dict)  # SNAC 24 kHz: ours vs Orpheus's sliding window
+    streams: list[dict[str, Any]] = field(default_factory=list)  # N streams batched in stream groups
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,6 +95,15 @@ class BenchResult:
                     f"{s.chunk_ms:>6.0f}ms {s.chunks:>7d} {s.rtf:>7.3f} {s.chunk_p50_ms:>8.2f} "
                     f"{s.chunk_p99_ms:>8.2f} {s.chunk_max_ms:>8.2f} {s.over_offline:>10.2f} {s.max_abs_error:>9.2e}"
                 )
+        if self.streams:
+            path = self.streams[0]["path"]
+            print(f"batched streams ({path}, {self.streams[0]['block_ms']:.1f} ms blocks, one tick per block):")
+            print(f"{'streams':>8} {'s/s per stream':>15} {'x offline':>10} {'tick p50 ms':>12} {'tick p99 ms':>12} {'real time':>10}")
+            for row in self.streams:
+                print(
+                    f"{row['streams']:>8d} {row['per_stream_s_per_s']:>15.4f} {row['over_offline']:>10.2f} "
+                    f"{row['tick_p50_ms']:>12.2f} {row['tick_p99_ms']:>12.2f} {'yes' if row['realtime'] else 'no':>10}"
+                )
         ref = self.reference
         if "roundtrip_s" in ref:
             print(
@@ -120,6 +130,32 @@ class BenchResult:
                 f"{o['compute_ratio_baseline_over_ours_per_token']:.2f}x per token, "
                 f"{o['compute_ratio_baseline_over_ours_per_frame']:.2f}x per frame"
             )
+
+
+def plot_streams(result: BenchResult, path: Path) -> None:
+    """Per-stream compute per audio second against the number of batched streams, with the
+    offline cost and the real-time line (needs matplotlib, the ``report`` extra)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = [row["streams"] for row in result.streams]
+    figure, axes = plt.subplots(figsize=(6, 4))
+    axes.plot(counts, [row["per_stream_s_per_s"] for row in result.streams], "o-", label="per stream, batched")
+    offline = result.offline["roundtrip_s"] / result.seconds if result.streams[0]["path"] == "encode->decode" else result.offline["decode_s"] / result.seconds
+    axes.axhline(offline, color="gray", linestyle="--", label="offline, one stream")
+    axes.plot(counts, [1.0 / c for c in counts], ":", color="red", label="real-time budget per stream")
+    axes.set_xscale("log", base=2)
+    axes.set_yscale("log")
+    axes.set_xlabel("streams in one group")
+    axes.set_ylabel("compute s per audio s, per stream")
+    axes.set_title(f"{result.model}, {result.streams[0]['path']}, {result.dtype}, {result.torch_threads} threads")
+    axes.legend()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
 
 
 def _median_time(run: Callable[[], Any], repeats: int) -> tuple[float, Any]:
@@ -149,6 +185,8 @@ def run_benchmark(
     reference: bool = True,
     device: str = "cpu",
     dtype: torch.dtype = torch.float32,
+    streams: Sequence[int] = (),
+    tick_ms: float = 20.0,
 ) -> BenchResult:
     model = load(name, weights, device=device, dtype=dtype)
     options: dict[str, Any] = {} if bandwidth is None else {"bandwidth": bandwidth}
@@ -187,6 +225,8 @@ def run_benchmark(
             result.streaming.append(_stream_roundtrip(model, audio, ms, options, roundtrip_s, decoded))
         result.streaming_decode.append(_stream_decode(model, codes, ms, decode_s, decoded))
 
+    for count in streams:
+        result.streams.append(_batched_figures(model, audio, count, options, roundtrip_s if encoder_probe is not None else decode_s, tick_ms, seconds))
     if reference:
         result.reference = _reference_figures(name, model, audio, codes, options, decoded, repeats, result)
     if _speaks_orpheus(model):
@@ -204,6 +244,62 @@ def run_benchmark(
                 pass
         result.orpheus = compare_with_window_baseline(model, codes, window_decode=window_decode, package=package)
     return result
+
+
+def _batched_figures(model: "Codec", audio: torch.Tensor, count: int, options: dict[str, Any], offline_s: float, tick_ms: float, seconds: float) -> dict[str, Any]:
+    """``count`` streams of ``audio`` through stream groups (encoder then decoder, or the
+    decoder alone), one block each per tick as a real-time server runs them."""
+    from ..groups import StreamGroup
+    from ..runtime.scheduler import GroupScheduler
+
+    block_frames = GroupScheduler(tick_ms).block_frames(model)
+    encode = model.has_encoder and model.streaming_encoder
+    decoder = StreamGroup(model, "decoder", block_frames=block_frames)
+    encoder = StreamGroup(model, "encoder", block_frames=block_frames, options=options) if encode else None
+    with torch.inference_mode():
+        codes = None if encode else model.encode(audio, **options)
+    decoders = [decoder.open() for _ in range(count)]
+    encoders = [encoder.open() for _ in range(count)] if encoder is not None else []
+    block_samples = block_frames * model.hop_length
+    frames_total = model.num_frames(codes) if codes is not None else 0
+    ticks_ms: list[float] = []
+    position = 0
+    while True:
+        if encoder is not None:
+            if position + block_samples > audio.shape[-1]:
+                break
+            for stream in encoders:
+                stream.push(audio[..., position : position + block_samples])
+        else:
+            if position + block_frames > frames_total:
+                break
+            for stream in decoders:
+                stream.push(model.slice_codes(codes, position, position + block_frames))
+        started = time.perf_counter()
+        if encoder is not None:
+            encoder.tick()
+            for source, sink in zip(encoders, decoders):
+                sink.push(source.pull())
+        decoder.tick()
+        for stream in decoders:
+            stream.pull()
+        ticks_ms.append(1000 * (time.perf_counter() - started))
+        position += block_samples if encoder is not None else block_frames
+    for stream in [*encoders, *decoders]:
+        stream.close()
+    steady = ticks_ms[len(ticks_ms) // 5 :] or ticks_ms  # the first ticks start the streams
+    block_s = block_frames * model.hop_length / model.sample_rate
+    per_stream = statistics.mean(steady) / 1000 / block_s / count
+    return {
+        "streams": count,
+        "path": "encode->decode" if encoder is not None else "decode",
+        "block_ms": 1000 * block_s,
+        "per_stream_s_per_s": per_stream,
+        "over_offline": per_stream / (offline_s / seconds),
+        "tick_p50_ms": _percentile(steady, 50),
+        "tick_p99_ms": _percentile(steady, 99),
+        "realtime": _percentile(steady, 99) < 1000 * block_s,
+    }
 
 
 #: Lookahead of the windowed streams benchmarked for models that cannot stream exactly

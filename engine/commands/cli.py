@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, default=3, help="offline runs to take the median of (default: 3)")
     bench.add_argument("--json", type=Path, default=Path("bench-results") / "bench.json", help="where to write the results")
     bench.add_argument("--no-reference", action="store_true", help="skip the reference package")
+    bench.add_argument("--streams", type=int, nargs="*", default=[], help="also run N streams batched in stream groups, e.g. 1 4 16 64")
+    bench.add_argument("--bfloat16", action="store_true", help="run in bfloat16 (reduced precision; faster on CPUs with AVX-512 BF16)")
+    bench.add_argument("--plot", type=Path, default=None, help="with --streams: write a plot of per-stream compute against streams here (PNG)")
 
     loop = sub.add_parser("loopback", help="microphone (or file) -> model -> speaker (or file), in real time")
     loop.add_argument("--model", default="hifigan-universal", help="model to run (default: HiFi-GAN resynthesis with its real weights)")
@@ -358,10 +361,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         reference=not args.no_reference,
         device=args.device,
-        dtype=torch.float64 if args.float64 else torch.float32,
+        dtype=torch.float64 if args.float64 else torch.bfloat16 if args.bfloat16 else torch.float32,
+        streams=args.streams,
     )
     result.print()
     result.write_json(args.json)
+    if args.plot and result.streams:
+        from .bench import plot_streams
+
+        plot_streams(result, args.plot)
+        print(f"plot written to {args.plot}")
     print(f"results written to {args.json}")
     return 0
 

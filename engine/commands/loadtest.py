@@ -58,6 +58,7 @@ class SessionFigures:
     sent_s: float = 0.0  # audio (or codes' audio) sent
     received_s: float = 0.0  # audio (or codes' audio) received
     lost_s: float = 0.0  # expected but never received
+    first_output_ms: float = 0.0  # from the first message sent to the first output received
     error: str | None = None
 
 
@@ -151,6 +152,7 @@ async def _session(url: str, config: LoadTestConfig, index: int, info: dict[str,
                 if not sender.done():
                     sender.cancel()
             figures.received_s = received_s
+            figures.first_output_ms = 1000 * (arrivals[0][0] - started) if arrivals else float("inf")
             figures.lost_s = max(0.0, sent_total_s - received_s - 0.05)  # a codec may trim < 50 ms at the end
             # Output up to t seconds needs input up to t + latency, sent at started + t + latency.
             lags = np.array([at - (started + min(out_s + latency_s, sent_total_s)) for at, out_s in arrivals]) * 1000
@@ -225,6 +227,12 @@ def run_loadtest(config: LoadTestConfig) -> int:
         server, url = _start_server(config)
     try:
         info = _model_info(url, config.model, config.token)
+        first = None
+        if server is not None:  # a fresh server: the first session's time to first output, then a warm one's
+            short = LoadTestConfig(**{**asdict(config), "seconds": 1.0})
+            cold, warm = (asyncio.run(_session(url, short, 0, info)) for _ in range(2))
+            first = {"first_session_ms": cold.first_output_ms, "warm_session_ms": warm.first_output_ms}
+            print(f"time to first output: first session after start {cold.first_output_ms:.0f} ms, a warm session {warm.first_output_ms:.0f} ms", flush=True)
         runs = []
         for count in config.sessions:
             run = asyncio.run(run_sessions(url, config, count, info))
@@ -239,7 +247,9 @@ def run_loadtest(config: LoadTestConfig) -> int:
         held = [r.sessions for r in runs if r.held]
         print(f"largest count held: {max(held) if held else 0} ({config.model}, {config.direction}, {config.chunk_ms:g} ms chunks, {config.seconds:g} s)")
         if config.json_path:
-            config.json_path.write_text(json.dumps({"config": {**asdict(config), "json_path": str(config.json_path)}, "runs": [asdict(r) for r in runs]}, indent=2))
+            config.json_path.write_text(json.dumps(
+                {"config": {**asdict(config), "json_path": str(config.json_path)}, "first_output": first, "runs": [asdict(r) for r in runs]}, indent=2
+            ))
         return 0
     finally:
         if server is not None:

@@ -72,9 +72,7 @@ class GroupScheduler:
 
     def remove(self, lane: "Transcoder") -> None:
         if lane in self.lanes:
-            self.lanes.remove(lane)
-        for key in [k for k, g in self.groups.items() if len(g) == 0 and g.ticks]:
-            del self.groups[key]  # an empty group keeps no state worth its memory
+            self.lanes.remove(lane)  # an empty group stays: it holds no state, only its figures
 
     # -- ticks ----------------------------------------------------------------------------
     def wait_s(self) -> float:

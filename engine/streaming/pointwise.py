@@ -91,6 +91,8 @@ class LogMagnitudePhaseToSpectrum(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         log_magnitude, phase = x.chunk(2, dim=1)
+        if x.dtype in (torch.bfloat16, torch.float16):  # no complex type at half precision
+            log_magnitude, phase = log_magnitude.float(), phase.float()
         magnitude = torch.clip(torch.exp(log_magnitude), max=self.max_magnitude)
         return torch.complex(magnitude * torch.cos(phase), magnitude * torch.sin(phase))
 

@@ -132,12 +132,14 @@ class StreamingLogMel(FramedModule):
 
     def _compute(self, windows: Tensor, n_out: int) -> Tensor:
         frames = windows[:, 0].unfold(-1, self.n_fft, self.hop_length)  # [B, n_out, n_fft]
-        spectrum = torch.fft.rfft(frames * self.window, dim=-1)
+        if _half(frames):  # FFTs run in float32 at least; the mel returns at the model's precision
+            return self._compute(windows.float(), n_out).to(windows.dtype)
+        spectrum = torch.fft.rfft(frames * self.window.to(frames.dtype), dim=-1)
         if self.magnitude_eps:
             magnitude = torch.sqrt(spectrum.real.square() + spectrum.imag.square() + self.magnitude_eps)
         else:
             magnitude = spectrum.abs()
-        mel = magnitude @ self.filterbank  # [B, n_out, n_mels]
+        mel = magnitude @ self.filterbank.to(magnitude.dtype)  # [B, n_out, n_mels]
         return torch.log(torch.clamp(mel, min=self.log_floor)).transpose(1, 2)
 
 
@@ -228,6 +230,7 @@ class StreamingISTFT(StreamingModule[ISTFTState]):
         if n == 0:
             return state.signal.new_zeros(spectrum.shape[0], 1, 0)
         frames = torch.fft.irfft(spectrum, self.n_fft, dim=1, norm="backward").transpose(1, 2) * self.window
+        frames = frames.to(self.window.dtype)  # a half-precision model's spectrum arrives in float32
         added = overlap_add(frames, self.hop_length)
         added_envelope = overlap_add(self.window.square().expand(1, n, -1), self.hop_length)
         received, released = _rows(state.frames), _rows(state.released)
@@ -268,6 +271,10 @@ class StreamingISTFT(StreamingModule[ISTFTState]):
             crop = uniform(np.minimum(np.maximum(to_crop, 0), count), "start crops")
         advance(state.released, count)
         return signal[:, None, crop:]
+
+
+def _half(x: Tensor) -> bool:
+    return x.dtype in (torch.bfloat16, torch.float16)
 
 
 def _extend(values: Tensor, length: int) -> Tensor:
