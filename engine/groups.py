@@ -69,9 +69,10 @@ def group_unit_frames(model: "Codec") -> int:
 class TickReport:
     """What one :meth:`StreamGroup.tick` did."""
 
-    rows: int  # streams computed (each one block)
+    rows: int  # streams computed
     calls: int  # forward passes (one per cohort that had ready rows)
     compute_ms: float  # wall time of the tick
+    blocks: int = 0  # the most blocks one stream took in this tick
 
 
 @dataclass(eq=False)
@@ -140,8 +141,8 @@ class GroupStream:
         codes = model.check_codes(data, 1)
         frames = model.num_frames(codes)
         layout = model.code_layout(codes)
-        if frames == 0 and not self._queue:
-            return
+        if frames == 0 and not _has_codes(model, codes):
+            return  # nothing at all (a level's codes short of a frame are kept below)
         if not self._layout_set:
             self._layout, self._layout_set = layout, True
         elif layout != self._layout:
@@ -163,8 +164,10 @@ class GroupStream:
         stream = self.group._detach(self)
         parts = self._outputs
         self._outputs = []
-        if self._queue:
-            pending = self._take(self.queued)
+        if self._queue:  # all of it: a decoder's codes short of a frame too (the stream judges them)
+            model = self.group.model
+            pending = torch.cat(self._queue, dim=-1) if self.side == "encoder" else model.concat_codes(self._queue)
+            self._queue, self.queued = [], 0
             parts.append(stream.push(pending))
         parts.append(stream.flush())
         self._closed = True
@@ -318,25 +321,32 @@ class StreamGroup:
         return samples / rate
 
     @property
+    def solo_latency_samples(self) -> int:
+        """The algorithmic latency of one of these streams alone (no block waiting)."""
+        if self._solo_latency is None:
+            self._solo_latency = self._solo_stream(self.options).latency_samples
+        return self._solo_latency
+
+    @property
     def latency_samples(self) -> int:
         """A solo stream's algorithmic latency plus what waiting for whole blocks adds: the
         encoder waits for ``block_frames`` frames of audio where a solo stream needs one unit;
         the decoder for ``block_frames`` frames of codes where a solo stream can start on one."""
-        if self._solo_latency is None:
-            self._solo_latency = self._solo_stream(self.options).latency_samples
         waited = self.block_frames - (group_unit_frames(self.model) if self.side == "encoder" else 1)
-        return self._solo_latency + waited * self.model.hop_length
+        return self.solo_latency_samples + waited * self.model.hop_length
 
     # -- ticks ----------------------------------------------------------------------------
     def ready(self) -> int:
         """Streams with a whole block queued."""
         return sum(1 for c in self._cohorts for m in c.members if m.queued >= self.block)
 
-    def tick(self) -> TickReport:
-        """Compute every stream that has a block queued (one block, or more when all ready
-        rows of its batch are behind): one forward pass per cohort."""
+    def tick(self, max_blocks: int | None = None) -> TickReport:
+        """Compute every stream that has a block queued (one block, or up to ``max_blocks``
+        (default: the group's) when all ready rows of its batch are behind): one forward pass
+        per cohort."""
         start = time.perf_counter()
-        rows = calls = 0
+        rows = calls = blocks = 0
+        limit = self.max_blocks if max_blocks is None else max(1, min(self.max_blocks, max_blocks))
         with torch.inference_mode():
             self._gather_new()
             for cohort in list(self._cohorts):
@@ -345,14 +355,14 @@ class StreamGroup:
                     continue
                 rows += len(ready)
                 calls += 1
-                self._step(cohort, ready)
+                blocks = max(blocks, self._step(cohort, ready, limit))
             if calls:
                 self._merge_cohorts()
         if calls:
             self.ticks += 1
             self.tick_ms.append(1000.0 * (time.perf_counter() - start))
             self.batch_sizes.append(rows)
-        return TickReport(rows, calls, 1000.0 * (time.perf_counter() - start))
+        return TickReport(rows, calls, 1000.0 * (time.perf_counter() - start), blocks)
 
     def run(self) -> int:
         """Tick until no stream has a whole block queued; returns the ticks run."""
@@ -402,13 +412,15 @@ class StreamGroup:
             self._cohorts = [c for c in self._cohorts if c not in group]
             self._cohorts.append(_Cohort(StreamContext(len(members), group[0].ctx.options), members))
 
-    def _step(self, cohort: _Cohort, ready: list[int]) -> None:
+    def _step(self, cohort: _Cohort, ready: list[int], limit: int) -> int:
+        """One forward pass for the ``ready`` rows of ``cohort``; returns the blocks each took."""
         model = self.model
         members = [cohort.members[i] for i in ready]
         # Rows that fell behind catch up in longer steps: every ready row takes as many whole
-        # blocks as the least of them holds (up to max_blocks), so a backlog costs fewer
+        # blocks as the least of them holds (up to the limit), so a backlog costs fewer
         # weight reads per second of audio, as a solo stream's longer pushes do.
-        count = min(self.max_blocks, *(m.queued // self.block for m in members)) * self.block
+        taken = min(limit, *(m.queued // self.block for m in members))
+        count = taken * self.block
         blocks = [m._take(count) for m in members]
         everyone = len(ready) == len(cohort.members)
         before = None if everyone or not cohort.started else cohort.phase()
@@ -428,15 +440,16 @@ class StreamGroup:
         if everyone:
             cohort._phase = None
             cohort.started = True
-            return
+            return taken
         after = ctx.phase()
         if before is not None and after == before:  # the stepped rows stayed in the cohort's phase
             cohort.ctx = cohort.ctx.assign(ready, ctx)
-            return
+            return taken
         rest = [i for i in range(len(cohort.members)) if i not in set(ready)]
         self._cohorts.append(_Cohort(ctx, members, cohort.layout, True, after))
         cohort.ctx = cohort.ctx.select(rest)
         cohort.members = [cohort.members[i] for i in rest]
+        return taken
 
     def _merge_cohorts(self) -> None:
         """Cohorts of one phase (and decoder layout) become one batch."""

@@ -180,7 +180,8 @@ def test_bad_use():
     with pytest.raises(cs.ChannelError):
         stream.push(torch.zeros(1, 2, 100, dtype=torch.float64))
     stream.push(torch.zeros(1, 1, 10 * model.hop_length, dtype=torch.float64))
-    assert group.run() == 10
+    assert group.run() == 2  # a backlog goes in steps of up to max_blocks (8) blocks
+    assert (stream.queued, stream.produced) == (0, 10)
     stream.flush()
     with pytest.raises(cs.StreamStateError):
         stream.push(torch.zeros(1, 1, 10, dtype=torch.float64))
@@ -224,3 +225,48 @@ def test_bfloat16_runs_and_stays_close(name):
 
     assert snr_db(model16.decode(codes16), streamed) > 25
     assert snr_db(model32.decode(codes), streamed) > 20
+
+
+def test_tts_voices_decode_in_one_group():
+    """Orpheus token streams of 4 voices (own seeds, tokens arriving in different bursts)
+    decode in one group, each exactly as its adapter decodes it alone."""
+    from codecstream.tokens import OrpheusDecoder, TokenGroup, orpheus_token_ids
+
+    model = GROUP_MODELS["snac"]()
+    generator = torch.Generator().manual_seed(6)
+    voices = TokenGroup(model)
+    ids, streams = [], []
+    for seed in range(4):
+        frames = 6 + seed
+        codes = [torch.randint(0, model.code_format.codebook_size, (1, frames * s), generator=generator) for s in (1, 2, 4)]
+        ids.append(orpheus_token_ids(codes))
+        streams.append(voices.open(OrpheusDecoder(model), noise_seed=seed))
+    outputs: list[list[torch.Tensor]] = [[] for _ in streams]
+    position = [0] * len(streams)
+    rng = random.Random(7)
+    largest = 0
+    while any(p < len(i) for p, i in zip(position, ids)):
+        for index, (stream, tokens) in enumerate(zip(streams, ids)):
+            size = rng.choice([1, 7, 11])
+            stream.push(tokens[position[index] : position[index] + size])
+            position[index] += size
+        largest = max(largest, voices.tick().rows)
+        for index, stream in enumerate(streams):
+            outputs[index].append(stream.pull())
+    for seed, (stream, tokens) in enumerate(zip(streams, ids)):
+        alone = OrpheusDecoder(model, noise_seed=seed)
+        expected = torch.cat([alone.push(tokens), alone.flush()], dim=-1)
+        assert same(model, torch.cat([*outputs[seed], stream.flush()], dim=-1), expected)
+    assert largest >= 3
+
+
+def test_a_decoder_stream_ending_inside_a_frame_is_told():
+    model = GROUP_MODELS["snac"]()
+    codes = model.encode(torch.randn(1, 1, 8 * model.hop_length * 4, dtype=torch.float64) * 0.3)
+    group = cs.StreamGroup(model, "decoder")
+    stream = group.open()
+    stream.push(codes)
+    stream.push([codes[0][:, :1], codes[1][:, :1], codes[2][:, :1]])  # a coarse frame begun, not completed
+    group.run()
+    with pytest.raises(cs.StreamStateError, match="inside a frame"):
+        stream.flush()

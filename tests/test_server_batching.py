@@ -28,7 +28,7 @@ RATE = 24_000
 def server():
     config = ServerConfig(
         port=0, default_model="encodec-24khz", weights={"encodec-24khz": "random"}, max_sessions=SESSIONS + 4,
-        idle_timeout_s=60.0, send_timeout_s=60.0, token=None,
+        idle_timeout_s=60.0, send_timeout_s=60.0, token=None, batching=True,
     )
     with running_server(config) as instance:
         yield instance
@@ -58,3 +58,6 @@ def test_sixteen_realtime_sessions_share_batches_and_stay_exact(server):
     assert len(server.sessions) == 0 and all(len(g) == 0 for g in groups)  # every row left its group
     metrics = server.metrics()
     assert metrics["batching"] and all("tick_p99_ms" in g for g in metrics["groups"])
+    # One frame of algorithmic latency, plus one frame that a 2-frame block (what covers the
+    # 20 ms tick) waits for: batched sessions trade 13 ms for shared forward passes.
+    assert results[0].ready.latency_ms == pytest.approx(2 * 320 / 24)

@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--compute-threads", type=int, default=None, help="torch threads for model compute (default: all cores but one, left to the network)")
     serve.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16", "float64"], help="model precision (bfloat16: faster on CPUs with AVX-512 BF16; its error against float32 is in the README)")
     serve.add_argument("--device", default="cpu", help="where the models run (cpu, cuda)")
-    serve.add_argument("--no-batching", action="store_true", help="compute each session alone (default: sessions of one model and options share one forward pass per tick)")
+    serve.add_argument("--batching", action="store_true", help="sessions of one model and options share one forward pass per tick (default: each session computed alone)")
     serve.add_argument("--tick-ms", type=float, default=20.0, help="with batching: the longest a block waits for its tick, ms (default 20)")
     serve.add_argument("--no-warm-up", action="store_true", help="skip running each model once at load (the first session then pays its first-call cost)")
     serve.add_argument("--record-dir", type=Path, default=None, help="write each session's input and output audio here (files readable by you only)")
@@ -204,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     loadtest.add_argument("--stop-at-fail", action="store_true", help="stop after the first count not held")
     loadtest.add_argument("--token", default=os.environ.get("CODECSTREAM_TOKEN"))
     loadtest.add_argument("--serve-args", default="", help="with no --url: more arguments for the started server, e.g. \"--dtype bfloat16 --compute-threads 2\"")
-    loadtest.add_argument("--no-batching", action="store_true", help="with no --url: start the server with --no-batching")
+    loadtest.add_argument("--batching", action="store_true", help="with no --url: start the server with --batching")
     loadtest.add_argument("--json", type=Path, default=None, help="write every run's figures here")
 
     report = sub.add_parser("latency-report", help="SNR and log-mel distance against latency, windowed vs exact, on real speech")
@@ -425,7 +425,7 @@ def _cmd_loadtest(args: argparse.Namespace) -> int:
     config = LoadTestConfig(
         url=args.url, model=args.model, weights=args.weights, direction=args.direction, sessions=tuple(args.sessions),
         seconds=args.seconds, chunk_ms=args.chunk_ms, max_lag_ms=args.max_lag_ms, max_growth_ms=args.max_growth_ms,
-        stop_at_fail=args.stop_at_fail, token=args.token, batching=not args.no_batching, json_path=args.json,
+        stop_at_fail=args.stop_at_fail, token=args.token, batching=args.batching, json_path=args.json,
         serve_args=tuple(args.serve_args.split()),
     )
     return run_loadtest(config)
@@ -446,7 +446,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_message_ms=args.max_message_ms, idle_timeout_s=args.idle_timeout, hello_timeout_s=args.hello_timeout,
         token=args.token, allowed_origins=tuple(args.allow_origin) if args.allow_origin else None,
         record_dir=args.record_dir, record_max_bytes=int(args.record_max_mb * 1e6), compute_threads=args.compute_threads,
-        batching=not args.no_batching, tick_ms=args.tick_ms, warm_up=not args.no_warm_up, dtype=args.dtype, device=args.device,
+        batching=args.batching, tick_ms=args.tick_ms, warm_up=not args.no_warm_up, dtype=args.dtype, device=args.device,
     )
     config.validate()
     run_server(config, on_ready=lambda server: print(f"serving on http://{config.host}:{server.port}/ (WebSocket /ws)", flush=True))

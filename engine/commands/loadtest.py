@@ -45,7 +45,7 @@ class LoadTestConfig:
     max_growth_ms: float = 50.0
     stop_at_fail: bool = False
     token: str | None = None
-    batching: bool = True
+    batching: bool = False
     json_path: Path | None = None
     serve_args: tuple[str, ...] = ()
 
@@ -92,7 +92,7 @@ async def _session(url: str, config: LoadTestConfig, index: int, info: dict[str,
     """One real-time client; its lag figures."""
     from websockets.asyncio.client import connect
 
-    from ..server.client import expect_ready
+    from ..server.client import expect_ready, send_paced
     from ..server.protocol import Audio, Codes, End, ErrorMessage, Hello, Protocol
 
     figures = SessionFigures()
@@ -124,16 +124,7 @@ async def _session(url: str, config: LoadTestConfig, index: int, info: dict[str,
             arrivals: list[tuple[float, float]] = []  # (arrival time, output seconds so far)
             received_s = 0.0
             started = time.monotonic()
-
-            async def send_all() -> None:
-                for i, payload in enumerate(payloads):
-                    delay = started + i * period_s - time.monotonic()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    await websocket.send(payload)
-                await websocket.send(protocol.end())
-
-            sender = asyncio.create_task(send_all())
+            sender = asyncio.create_task(send_paced(websocket, payloads, period_s))
             try:
                 async for message in websocket:
                     event = protocol.receive(message)  # raises on a lost or reordered message
@@ -200,8 +191,8 @@ def _start_server(config: LoadTestConfig) -> tuple[subprocess.Popen, str]:
         sys.executable, "-m", "codecstream", "serve", "--port", "0", "--model", config.model,
         "--weights", f"{config.model}={config.weights}", "--max-sessions", str(max(config.sessions) + 8),
     ]
-    if not config.batching:
-        command.append("--no-batching")
+    if config.batching:
+        command.append("--batching")
     command.extend(config.serve_args)
     server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     line = server.stdout.readline() if server.stdout else ""  # "serving on http://127.0.0.1:PORT/ ..."

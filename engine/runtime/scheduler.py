@@ -8,11 +8,10 @@ and gives each lane's new output to its ``deliver`` callback::
 
     tick:  encoder groups ─▶ lanes pump codes ─▶ decoder groups ─▶ lanes deliver output
 
-Everything runs on the thread that calls :meth:`tick` (the server's compute thread): a block
-waits at most one tick period before it is computed, and each stream gets one block per
-group tick and at most one block more per tick than real time needs, so a session that sends
-faster than real time cannot take another's turn (its backlog grows, and the server stops
-reading it).
+Everything runs on the thread that calls :meth:`tick` (the server's compute thread): each tick
+runs each group the ticks one period needs plus one (a block covers a tick); streams behind take
+several blocks in one longer step, and a session that sends faster than real time is bounded by
+the server's backlog limit (past it, the server stops reading that client).
 """
 
 from __future__ import annotations
@@ -97,13 +96,18 @@ class GroupScheduler:
         for lane in list(self.lanes):
             lane.deliver_output()
         self.ticks += 1
-        self.busy_s += time.perf_counter() - started
+        spent = time.perf_counter() - started
+        self.busy_s += spent
+        if spent > 5 * self.tick_s:
+            log.warning("a tick took %.0f ms (period %.0f ms): %s", 1000 * spent, 1000 * self.tick_s,
+                        "; ".join(f"{g.model.name} {g.side} {len(g)} streams in {g.cohorts} batches" for g in self.groups.values() if len(g)))
         return rows
 
     def _run(self, group: StreamGroup) -> int:
-        """The group's blocks due in one tick period, plus one to catch up: a stream that fell
-        behind (or a client sending faster than real time) gains one block per tick, never
-        the whole tick's compute."""
+        """The group ticks one period needs plus one. A stream behind takes up to the group's
+        ``max_blocks`` per tick, in one longer step (fewer weight reads per second of audio:
+        what lets a loaded server's lag settle instead of grow); the backlog a client may build
+        is bounded by the server's ``max_backlog_ms``."""
         rows = 0
         for _ in range(math.ceil(self.tick_s / group.block_s) + 1):
             report = group.tick()

@@ -115,6 +115,9 @@ class Transcoder:
     @property
     def latency_samples(self) -> int:
         """The streams' algorithmic latency, in model-rate samples (encoder plus decoder)."""
+        if self.scheduler is not None and self.encoder is not None and self.decoder is not None:
+            # The encoder's group hands over whole blocks: the decoder's block never waits.
+            return self.encoder.latency_samples + self.decoder.group.solo_latency_samples  # type: ignore[no-any-return]
         return (self.encoder.latency_samples if self.encoder else 0) + (self.decoder.latency_samples if self.decoder else 0)
 
     @property

@@ -108,7 +108,7 @@ class ServerConfig:
     compute_threads: int | None = None  # torch threads of the compute thread (None: all cores but one)
     dtype: str = "float32"  # the models' precision: float32, or bfloat16 (faster on CPUs with BF16)
     device: str = "cpu"  # where the models run ("cuda" on a GPU machine)
-    batching: bool = True  # sessions of one model and options share one forward pass per tick
+    batching: bool = False  # sessions of one model and options share one forward pass per tick (opt-in, see README)
     tick_ms: float = 20.0  # with batching: how long a block may wait for its tick
     max_backlog_ms: float = 1000.0  # with batching: input a session may queue before reading stops
     warm_up: bool = True  # run each model's streams once at load, before the first session
@@ -224,8 +224,11 @@ class ComputeWorker:
                 done, result = self._step(job)
             except BaseException as exc:  # delivered to the session that asked, nowhere else
                 done, result, error = True, None, exc
-            self.busy_s += time.perf_counter() - started
+            spent = time.perf_counter() - started
+            self.busy_s += spent
             self.turns += 1
+            if spent > 0.25:  # a turn this long delays every session's next output
+                log.warning("a compute turn took %.0f ms (%s)", 1000 * spent, getattr(job.call or job.turns, "__qualname__", type(job.turns).__name__))
             if done:
                 _call_soon(job.loop, _settle, job.future, result, error)
             else:
@@ -616,6 +619,8 @@ class Server:
         finally:
             if sender is not None and not sender.done():
                 sender.cancel()
+            elif sender is not None and not sender.cancelled():
+                sender.exception()  # retrieved: a client that stopped reading is not a server error
             if session.grouped:
                 session.deliver = None
                 self.worker.submit(session.close)  # its rows leave their groups (no-op after finish)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
 from .protocol import Audio, Codes, End, ErrorMessage, Hello, Protocol, Ready, Stats
 
-__all__ = ["ClientResult", "stream_audio", "expect_ready", "ServerError"]
+__all__ = ["ClientResult", "stream_audio", "send_paced", "expect_ready", "ServerError"]
 
 
 class ServerError(Exception):
@@ -45,6 +45,21 @@ class ClientResult:
     stats: dict[str, Any] = field(default_factory=dict)
     sent_at: list[float] = field(default_factory=list)  # monotonic send time of each chunk
     received_at: list[tuple[float, int]] = field(default_factory=list)  # (time, messages so far)
+
+
+async def send_paced(websocket: Any, payloads: Iterable[bytes], period_s: float | None, sent_at: list[float] | None = None) -> None:
+    """Send ``payloads``, the i-th not before the first's time + i·``period_s`` (real-time pace;
+    None: at once), then an end message. ``sent_at`` gets each send time."""
+    started = time.monotonic()
+    for index, payload in enumerate(payloads):
+        if period_s is not None:
+            delay = started + index * period_s - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        if sent_at is not None:
+            sent_at.append(time.monotonic())
+        await websocket.send(payload)
+    await websocket.send(Protocol.end())
 
 
 async def stream_audio(
@@ -77,18 +92,8 @@ async def stream_audio(
         pieces: list[np.ndarray] = []
         received = 0
 
-        async def send_all() -> None:
-            started = time.monotonic()
-            for index, start in enumerate(range(0, len(audio), chunk)):
-                if realtime:
-                    delay = started + index * chunk / sample_rate - time.monotonic()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                result.sent_at.append(time.monotonic())
-                await websocket.send(protocol.audio(audio[start : start + chunk]))
-            await websocket.send(protocol.end())
-
-        sender = asyncio.create_task(send_all())
+        payloads = (protocol.audio(audio[start : start + chunk]) for start in range(0, len(audio), chunk))
+        sender = asyncio.create_task(send_paced(websocket, payloads, chunk / sample_rate if realtime else None, result.sent_at))
         try:
             async for message in websocket:
                 event = protocol.receive(message)  # raises on a lost or reordered message

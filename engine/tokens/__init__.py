@@ -2,6 +2,7 @@
 playback with time-to-first-audio measured."""
 
 from .bark import BarkDecoder, bark_token_ids
+from .group import GroupedVoice, TokenGroup
 from .base import TokenAdapter, TokenDecoder, TokenIds
 from .neutts import NeuTTSDecoder, parse_neutts
 from .orpheus import OrpheusDecoder, orpheus_token_ids
@@ -9,6 +10,7 @@ from .player import PlaybackMetrics, ReplayedTokens, TokenPlayer
 
 __all__ = [
     "BarkDecoder",
+    "GroupedVoice",
     "NeuTTSDecoder",
     "OrpheusDecoder",
     "PlaybackMetrics",
@@ -16,6 +18,7 @@ __all__ = [
     "TokenAdapter",
     "TokenDecoder",
     "TokenIds",
+    "TokenGroup",
     "TokenPlayer",
     "bark_token_ids",
     "orpheus_token_ids",
