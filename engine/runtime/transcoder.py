@@ -206,8 +206,8 @@ class Transcoder:
 
     def _finish_grouped(self) -> Any:
         """Each stream leaves its group and ends as a solo stream does."""
-        assert self.scheduler is not None
-        self.scheduler.remove(self)
+        if self.scheduler is not None:
+            self.scheduler.remove(self)
         with torch.inference_mode():
             if self.encoder is not None:
                 self.encoder.push(self._tensor(self._in.flush()))  # type: ignore[union-attr]

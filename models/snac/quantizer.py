@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from codecstream.streaming import StreamContext
-from codecstream.streaming.module import RowInts, StreamState, row_ints, uniform
+from codecstream.streaming.module import RowInts, StreamState, common, row_ints, uniform
 
 from ..blocks.vq import VectorQuantize
 
@@ -89,7 +89,8 @@ class SnacQuantizer(nn.Module):
         """
         state = ctx.state(self, lambda: DecodeState(pending=[level[:, :0] for level in codes], frames=row_ints(ctx.batch_size)))
         pending = [torch.cat([old, new], dim=-1) for old, new in zip(state.pending, codes)]
-        starts = [uniform(state.frames % s, "code phases") for s in self.strides]
+        done = common(state.frames)  # one Python int for the usual stream: no array maths per step
+        starts = [done % s if done is not None else uniform(state.frames % s, "code phases") for s in self.strides]
         ready = min(level.shape[-1] * s - start for level, s, start in zip(pending, self.strides, starts))
         weight = self.levels[0].out_proj.weight
         if ready <= 0:
