@@ -1,6 +1,6 @@
 """``get_voco(name)``: a model's continuous latent space by name, the seed's latent interface.
 
-The names are the seed model card's (``mel``, ``encodec``, ``dac``, ``oobleck``); each loads a
+The names are the seed model card's (``mel``, ``encodec``, ``dac``, ``dacvae``, ``oobleck``); each loads a
 registered model and returns its :class:`~codecstream.latents.LatentAutoencoder`.
 """
 
@@ -25,14 +25,9 @@ LATENT_MODELS: dict[str, str] = {
     "dac-24khz": "dac-24khz",
     "dac-16khz": "dac-16khz",
     "oobleck": "oobleck",
+    "dacvae": "dacvae",
 }
 
-_NOT_ESTABLISHED = {
-    "dacvae": (
-        "dacvae is not supported: no published description of its layers and checkpoint layout could "
-        "be checked here, and a guessed architecture would load its weights into the wrong network"
-    ),
-}
 
 
 def get_voco(
@@ -50,14 +45,14 @@ def get_voco(
       embedded and summed as Vocos reads them (``D = 128``, 75 Hz), decoded by Vocos.
     - ``dac`` (``dac-44khz``; also ``dac-24khz``, ``dac-16khz``): the encoder's output before
       quantisation (``D = 1024``), decoded by the DAC decoder.
+    - ``dacvae``: the fork's DAC-style VAE (small preset, inferred), 48 kHz; each channel encoded
+      as a mono pass, the posterior means concatenated left first (``D = 2 · 1024``, 23.4 Hz).
     - ``oobleck``: Stable Audio Open's VAE, the posterior mean (``D = 64``, stereo, 21.5 Hz).
 
     ``weights``, ``device``, ``dtype`` as :func:`codecstream.load`; ``options`` go to the
     model's ``latents()`` (``bandwidth`` for ``encodec``). Audio is padded with zeros to a whole
     hop at the end, so ``decode(encode(x))`` covers all of ``x``.
     """
-    if name in _NOT_ESTABLISHED:
-        raise UnknownModelError(_NOT_ESTABLISHED[name])
     if name not in LATENT_MODELS:
         raise UnknownModelError(f"no latent model {name!r}; choose from {', '.join(LATENT_MODELS)}")
     model = load(LATENT_MODELS[name], weights, device=device, dtype=dtype)

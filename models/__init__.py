@@ -12,7 +12,7 @@ __all__ = ["builtin_specs"]
 
 def builtin_specs() -> Iterator["ModelSpec"]:
     """Every built-in model spec (imports the families lazily)."""
-    from . import dac, encodec, hifigan, mimi, neucodec, oobleck, snac, vocos
+    from . import dac, dacvae, encodec, hifigan, mimi, neucodec, oobleck, snac, vocos
 
     yield from encodec.SPECS
     yield from vocos.SPECS
@@ -20,5 +20,6 @@ def builtin_specs() -> Iterator["ModelSpec"]:
     yield from hifigan.SPECS
     yield from dac.SPECS
     yield from oobleck.SPECS
+    yield from dacvae.SPECS
     yield from mimi.SPECS
     yield from neucodec.SPECS

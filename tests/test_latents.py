@@ -15,8 +15,9 @@ from codecstream.models.oobleck import OobleckCodec
 test_vocos = pytest.importorskip("test_vocos")  # skips without the vocos package
 test_dac = pytest.importorskip("test_dac")  # ... transformers
 test_oobleck = pytest.importorskip("test_oobleck")  # ... diffusers
+test_dacvae = pytest.importorskip("test_dacvae")  # ... descript-audio-codec, einops
 
-KINDS = ["mel", "encodec", "dac", "oobleck"]
+KINDS = ["mel", "encodec", "dac", "oobleck", "dacvae"]
 
 
 def small_voco(kind: str, dtype=torch.float64) -> cs.LatentAutoencoder:
@@ -25,6 +26,8 @@ def small_voco(kind: str, dtype=torch.float64) -> cs.LatentAutoencoder:
         model = test_vocos.small_model(test_vocos.SMALL_MEL, 0, dtype)
     elif kind == "encodec":
         model = test_vocos.small_model(test_vocos.SMALL_ENCODEC, 1, dtype)
+    elif kind == "dacvae":
+        model = test_dacvae.seeded(test_dacvae.TINY, 2, dtype)
     else:
         torch.manual_seed(2)
         model = DacCodec(test_dac.SMALL["24k"]) if kind == "dac" else OobleckCodec(test_oobleck.TINY)

@@ -17,6 +17,7 @@ import pytest
 import test_dac
 import test_encodec
 import test_mimi
+import test_dacvae
 import test_oobleck
 import test_snac
 import test_vocos
@@ -24,6 +25,7 @@ import torch
 
 import codecstream as cs
 from codecstream.models.dac import DacCodec
+from codecstream.models.dacvae import DacVaeCodec
 from codecstream.models.encodec import EncodecCodec, EncodecConfig, EncodecSegmentCodec, SegmentCodes
 from codecstream.models.hifigan import HifiganCodec
 from codecstream.models.hifigan.config import HIFIGAN_V1
@@ -59,6 +61,7 @@ MODELS: dict[str, Callable[[], cs.Codec]] = {
     "hifigan": _seeded(lambda: HifiganCodec(HIFIGAN_SMALL)),
     "dac": _seeded(lambda: DacCodec(test_dac.SMALL["24k"])),
     "oobleck": _seeded(lambda: OobleckCodec(test_oobleck.TINY)),
+    "dacvae": _seeded(lambda: DacVaeCodec(test_dacvae.TINY)),
     "mimi": _seeded(lambda: MimiCodec(test_mimi.SMALL)),
 }
 

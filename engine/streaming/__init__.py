@@ -3,7 +3,7 @@
 See :mod:`codecstream.streaming.module` for the contract every layer keeps.
 """
 
-from .containers import Residual, StreamingSequential
+from .containers import FoldChannels, Residual, StreamingSequential
 from .framing import FramedModule, PadMode
 from .conv import StreamingConv1d
 from .conv_transpose import StreamingConvTranspose1d
@@ -11,6 +11,7 @@ from .module import StreamContext, StreamingModule, cat_time
 from .recurrent import StreamingLSTM
 
 __all__ = [
+    "FoldChannels",
     "FramedModule",
     "PadMode",
     "Residual",

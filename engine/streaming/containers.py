@@ -1,4 +1,5 @@
-"""Composites of streaming layers: chains and residual joins with aligned branches.
+"""Composites of streaming layers: chains, residual joins with aligned branches, and channel
+groups run as rows of their own.
 
 Any plain ``nn.Module`` that acts frame by frame (ELU, Snake, tanh, a 1x1 conv without state)
 can sit in a :class:`StreamingSequential`; it is applied to whatever the previous layer emits.
@@ -7,13 +8,15 @@ can sit in a :class:`StreamingSequential`; it is applied to whatever the previou
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Hashable, Mapping, Sequence
 
+import numpy as np
 from torch import Tensor, nn
 
+from ..errors import ShapeError
 from .module import StreamContext, StreamingModule, StreamState, cat_time
 
-__all__ = ["StreamingSequential", "Residual", "AlignedSum"]
+__all__ = ["StreamingSequential", "Residual", "AlignedSum", "FoldChannels"]
 
 
 class StreamingSequential(StreamingModule[None]):
@@ -188,3 +191,75 @@ class AlignedSum(StreamingModule[AlignedSumState]):
 
     def output_count(self, n_in: int) -> int:
         return min(b.output_count(n_in) for b in self._branches())  # type: ignore[operator]
+
+
+class FoldedState(StreamState):
+    """The state of a :class:`FoldChannels` layer: a private context whose rows are the
+    (row, channel group) pairs of the stream, row-major. Selecting, assigning and merging rows
+    of the stream maps each row to its ``folds`` inner rows, so folded streams split, merge
+    and share stream groups like any other."""
+
+    def __init__(self, inner: StreamContext, folds: int) -> None:
+        self.inner = inner
+        self.folds = folds
+
+    def _rows(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64)
+        return (rows[:, None] * self.folds + np.arange(self.folds)).reshape(-1)
+
+    def phase(self) -> Hashable:
+        return (self.folds, self.inner.phase())
+
+    def select(self, rows: np.ndarray) -> "FoldedState":
+        return FoldedState(self.inner.select(self._rows(rows)), self.folds)
+
+    def assign(self, rows: np.ndarray, other: "FoldedState") -> "FoldedState":  # type: ignore[override]
+        return FoldedState(self.inner.assign(self._rows(rows), other.inner), self.folds)
+
+    @classmethod
+    def merge(cls, states: Sequence["FoldedState"]) -> "FoldedState":  # type: ignore[override]
+        # Options live on the outer context; the inner one takes them at every call.
+        inner = StreamContext.merge([s.inner for s in states], options=states[0].inner.options, rows_hold_options=True)
+        return FoldedState(inner, states[0].folds)
+
+
+class FoldChannels(StreamingModule[FoldedState]):
+    """``module`` run on each group of ``C / folds`` channels as a row of its own: ``[B, C, T]``
+    → ``[B·folds, C / folds, T]`` → ``module`` → ``[B·folds, C', T']`` → ``[B, folds·C', T']``
+    (group ``k`` of the output holds group ``k`` of the input's result). DACVAE encodes each
+    channel of stereo audio as a mono signal and concatenates the latents, left first."""
+
+    def __init__(self, module: StreamingModule[Any], folds: int) -> None:
+        super().__init__()
+        if folds < 1:
+            raise ValueError(f"folds must be at least 1, got {folds}")
+        self.module = module
+        self.folds = folds
+
+    def init_state(self, batch_size: int, like: Tensor) -> FoldedState:
+        return FoldedState(StreamContext(batch_size * self.folds), self.folds)
+
+    def _fold(self, x: Tensor) -> Tensor:
+        batch, channels, frames = x.shape
+        if channels % self.folds:
+            raise ShapeError(f"{channels} channels do not split into {self.folds} equal groups")
+        return x.reshape(batch * self.folds, channels // self.folds, frames)
+
+    def _unfold(self, y: Tensor) -> Tensor:
+        return y.reshape(y.shape[0] // self.folds, self.folds * y.shape[1], y.shape[2])
+
+    def step(self, x: Tensor, ctx: StreamContext) -> Tensor:
+        inner = self.state(ctx, x).inner
+        inner.options = ctx.options
+        return self._unfold(self.module.step(self._fold(x), inner))
+
+    def flush(self, ctx: StreamContext) -> Tensor | None:
+        state = self._state(ctx)
+        if state is None:
+            return None
+        state.inner.options = ctx.options
+        out = self.module.flush(state.inner)
+        return None if out is None else self._unfold(out)
+
+    def output_count(self, n_in: int) -> int:
+        return self.module.output_count(n_in)
