@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from helpers import CHUNKINGS, chunk_sizes, depends_on, max_rel_error, stream_all
+from safetensors.torch import save_file
 
 import codecstream as cs
 from codecstream.models.dac import DAC_44KHZ, DacCodec, DacConfig
@@ -154,6 +157,20 @@ def test_original_release_layout_loads(tmp_path):
     (tmp_path / "broken.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(cs.CheckpointError):
         cs.load("dac-24khz", weights=tmp_path / "broken.pth")
+    # The seed card's loader: ``dac.json`` (the same constructor arguments) beside
+    # ``dac.safetensors`` (the state dict, weight norm folded), through get_voco.
+    seed = tmp_path / "seed"
+    seed.mkdir()
+    save_file({k: v.contiguous() for k, v in fold_weight_norm(plugin_state).items()}, seed / "dac.safetensors")
+    (seed / "dac.json").write_text(json.dumps(kwargs))
+    voco = cs.get_voco("dac-24khz", weights=str(seed))
+    assert voco.codec.source.config == config
+    latents = voco.encode(audio.transpose(1, 2))
+    with torch.no_grad():
+        assert max_rel_error(latents.transpose(1, 2), hf.encoder(audio)) <= 1e-5
+    (seed / "dac.json").write_text(json.dumps({**kwargs, "encoder_rates": "fast"}))
+    with pytest.raises(cs.CheckpointMismatchError, match="constructor arguments"):
+        cs.load("dac-24khz", weights=seed)
 
 
 def test_parity_with_descript_audio_codec(tmp_path):

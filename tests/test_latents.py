@@ -182,8 +182,6 @@ def test_bad_input(vocos_small):
         voco.decode(torch.full((1, 5, voco.latent_dim), float("nan"), dtype=torch.float64))
     with pytest.raises(cs.ShapeError):
         voco.encode([[0.0]])
-    with pytest.raises(cs.UnknownModelError, match="not supported"):
-        cs.get_voco("dacvae")
     with pytest.raises(cs.UnknownModelError, match="mel, encodec"):
         cs.get_voco("wavtokenizer")
     with pytest.raises(cs.OptionError, match="no continuous latent space"):

@@ -213,3 +213,32 @@ def test_bench_reference_holds_our_weights():
         latents = model.encode(audio)
         assert max_rel_error(latents, reference.encode(audio).latent_dist.mean) <= 1e-5
         assert max_rel_error(model.decode(latents), reference.decode(latents).sample) <= 1e-5
+
+
+def test_posterior_sampling_is_keyed_on_position():
+    """``sample=True`` (the seed's get_voco samples the posterior): noise keyed on (seed, row,
+    frame), so any chunking draws what the offline encode draws, and the draws are N(0, 1)."""
+    torch.manual_seed(8)
+    model = OobleckCodec(TINY).to(torch.float64).eval()
+    hop = TINY.hop_length
+    audio = torch.randn(1, 2, hop * 300, dtype=torch.float64) * 0.3
+    audio = torch.cat([audio, audio])  # two equal rows
+    mean = model.encode(audio, pad_end=True)
+    sampled = model.encode(audio, pad_end=True, sample=True, seed=3)
+    assert torch.equal(sampled, model.encode(audio, pad_end=True, sample=True, seed=3))
+    assert not torch.allclose(sampled[0], sampled[1])  # rows draw apart
+    assert not torch.allclose(sampled, model.encode(audio, pad_end=True, sample=True, seed=4))
+    with torch.no_grad():
+        scale = model.encoder(audio)[:, TINY.latent_dim :]
+    normal = (sampled - mean) / (torch.nn.functional.softplus(scale) + 1e-4)
+    assert abs(float(normal.mean())) < 0.05 and abs(float(normal.std()) - 1) < 0.05
+    for chunking in ["primes", "random"]:
+        sizes = chunk_sizes(audio.shape[-1], chunking, seed=9, max_size=500)
+        streamed = stream_all(model.encoder_stream(2, pad_end=True, sample=True, seed=3), audio, sizes)
+        assert (streamed - sampled).abs().max() <= 1e-9, chunking
+    voco = model.latents(sample=True, seed=3)
+    assert (voco.encode(audio.transpose(1, 2)).transpose(1, 2) - sampled).abs().max() <= 1e-9
+    with pytest.raises(cs.OptionError):
+        model.latents(sample="yes")
+    with pytest.raises(cs.OptionError):
+        model.encoder_stream(seed=-1)

@@ -1,6 +1,7 @@
 """Reading DAC checkpoints: the original ``weights*.pth`` (``{"state_dict", "metadata":
 {"kwargs"}}``, module names kept here) and the transformers layout (``config.json`` +
-``model.safetensors``: ``encoder.conv1``, ``block.{i}.res_unit{j}``, ...)."""
+``model.safetensors``: ``encoder.conv1``, ``block.{i}.res_unit{j}``, ...), and the seed card's
+``dac.json`` (the constructor's arguments, as ``metadata.kwargs``) beside ``dac.safetensors``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from torch import Tensor
 
-from codecstream.errors import CheckpointMismatchError, WeightsUnavailableError
+from codecstream.errors import CheckpointMismatchError, CorruptCheckpointError, WeightsUnavailableError
 from codecstream.weights import find_file, read_tensors
 
 from ..blocks.snake import hf_snake_codec_keys
@@ -23,16 +24,29 @@ def transformers_to_plugin(state: dict[str, Tensor], config: DacConfig) -> dict[
     )
 
 
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptCheckpointError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CheckpointMismatchError(f"{path} holds a {type(data).__name__}, not a DAC config")
+    return data
+
+
 def read_dac_checkpoint(path: Path, default: DacConfig) -> tuple[DacConfig, dict[str, Tensor]]:
     config = default
     if path.is_dir():
         config_file = path / "config.json"
         if config_file.is_file():
-            config = DacConfig.from_transformers(json.loads(config_file.read_text()))
+            config = DacConfig.from_transformers(_read_json(config_file))
         weights = find_file(path, ["model.safetensors", "weights*.pth", "*.pth", "*.safetensors"])
         if weights is None:
             raise WeightsUnavailableError(f"{path} has no DAC weights (model.safetensors or weights*.pth)")
         path = weights
+    if not (path.parent / "config.json").is_file() and path.with_suffix(".json").is_file():
+        # The seed's loader: ``dac.json`` (DAC's constructor arguments) beside ``dac.safetensors``.
+        config = DacConfig.from_original(_read_json(path.with_suffix(".json")))
     raw = read_tensors(path)
     if isinstance(raw.get("state_dict"), dict):  # the original release format
         kwargs = (raw.get("metadata") or {}).get("kwargs") if isinstance(raw.get("metadata"), dict) else None

@@ -55,17 +55,21 @@ class DacConfig:
 
     @classmethod
     def from_original(cls, kwargs: Mapping[str, Any]) -> "DacConfig":
-        """``metadata.kwargs`` of an original descript ``weights*.pth``."""
-        return cls(
-            sampling_rate=int(kwargs.get("sample_rate", 44100)),
-            encoder_hidden_size=int(kwargs.get("encoder_dim", 64)),
-            downsampling_ratios=tuple(kwargs.get("encoder_rates", (2, 4, 8, 8))),
-            decoder_hidden_size=int(kwargs.get("decoder_dim", 1536)),
-            n_codebooks=int(kwargs.get("n_codebooks", 9)),
-            codebook_size=int(kwargs.get("codebook_size", 1024)),
-            codebook_dim=int(kwargs.get("codebook_dim", 8)),
-            latent_dim=kwargs.get("latent_dim"),
-        )
+        """``metadata.kwargs`` of an original descript ``weights*.pth`` (or the seed's ``dac.json``)."""
+        try:
+            latent_dim = kwargs.get("latent_dim")
+            return cls(
+                sampling_rate=int(kwargs.get("sample_rate", 44100)),
+                encoder_hidden_size=int(kwargs.get("encoder_dim", 64)),
+                downsampling_ratios=tuple(int(r) for r in kwargs.get("encoder_rates", (2, 4, 8, 8))),
+                decoder_hidden_size=int(kwargs.get("decoder_dim", 1536)),
+                n_codebooks=int(kwargs.get("n_codebooks", 9)),
+                codebook_size=int(kwargs.get("codebook_size", 1024)),
+                codebook_dim=int(kwargs.get("codebook_dim", 8)),
+                latent_dim=int(latent_dim) if latent_dim is not None else None,
+            )
+        except (TypeError, ValueError) as exc:
+            raise CheckpointMismatchError(f"not DAC's constructor arguments: {exc}") from exc
 
 
 DAC_44KHZ = DacConfig()

@@ -1,12 +1,12 @@
 """Oobleck, Stable Audio's VAE: DAC-style Snake-β convs, stereo 44.1 kHz ↔ 64-dim latents at
 21.5 Hz. Streamed exactly (every conv is zero-padded and centred); the encoder returns the
-posterior mean, so encoding is deterministic."""
+posterior mean (deterministic), or with ``sample=True`` a posterior sample whose noise is keyed
+on (seed, row, frame), so streamed and offline samples agree."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from torch import Tensor
 
 from codecstream.contract import FeatureCodes, clamp_length
 from codecstream.latents import LatentAutoencoder
@@ -17,6 +17,7 @@ from codecstream.streaming.pointwise import SnakeBeta
 
 from ..blocks.snake import build_snake_decoder, build_snake_encoder
 from .config import OobleckConfig
+from .posterior import Posterior
 
 __all__ = ["OobleckCodec", "build_encoder", "build_decoder"]
 
@@ -38,22 +39,9 @@ def build_decoder(config: OobleckConfig) -> StreamingSequential:
     )
 
 
-class PosteriorMean:
-    """The "quantizer" of a VAE that keeps the posterior mean: the encoder's ``mean ‖ scale``
-    channels → the first ``latent_dim``; latents decode as they are."""
-
-    def __init__(self, latent_dim: int) -> None:
-        self.latent_dim = latent_dim
-
-    def encode(self, moments: Tensor, options: Any) -> Tensor:
-        return moments[:, : self.latent_dim]
-
-    def decode(self, latents: Tensor) -> Tensor:
-        return latents
-
-
 class OobleckCodec(Codec):
-    """Oobleck VAE: ``encode`` gives latents ``[B, 64, ⌊T / 2048⌋]`` (the posterior mean; trailing
+    """Oobleck VAE: ``encode`` gives latents ``[B, 64, ⌊T / 2048⌋]`` (the posterior mean, or a
+    sample with ``sample=True``; trailing
     samples short of a whole hop are dropped, as the reference does, unless ``pad_end=True``
     pads them to a hop), ``decode`` gives
     ``[B, 2, F · 2048]``. Latency: decoder 18981 samples (9.3 latent frames of lookahead)."""
@@ -67,24 +55,36 @@ class OobleckCodec(Codec):
         self.hop_length = config.hop_length
         self.code_format = FeatureCodes(config.latent_dim, "latents")
         self.encoder = build_encoder(config)
-        self.quantizer = PosteriorMean(config.latent_dim)
         self.decoder = build_decoder(config)
+        # The posterior (mean or sample) ends the encoder's stream; it has no weights.
+        self.stream_through(StreamingSequential(self.encoder, Posterior(config.latent_dim)), self.decoder)
 
     @property
     def latent_dim(self) -> int:
         return self.config.latent_dim
 
+    #: The seed is read into each row's state at its first frame (streams differing only in it
+    #: share a stream group).
+    row_options = ("seed",)
+
     def option_specs(self) -> tuple[Option, ...]:
-        return (Option("pad_end", "encoder", bool, "pad a last partial hop with zeros and encode it (the reference drops it)", default=False),)
+        return (
+            Option("pad_end", "encoder", bool, "pad a last partial hop with zeros and encode it (the reference drops it)", default=False),
+            Option("sample", "encoder", bool, "sample the posterior (as the seed's get_voco) instead of returning its mean", default=False),
+            Option("seed", "encoder", int, "seed of the posterior noise, keyed on latent frame", 0, 2**31 - 1, default=0),
+        )
 
     def end_padding(self, samples: int, options: Any) -> int:
         return -samples % self.hop_length if options["pad_end"] else 0
 
     def latents(self, **options: Any) -> LatentAutoencoder:
-        """The posterior mean as continuous latents ``[B, L, 64]``, the end padded to a whole hop."""
-        check_options((), options, what=f"{self.name} latents")
+        """The posterior mean as continuous latents ``[B, L, 64]``, the end padded to a whole hop;
+        ``sample=True`` (and ``seed``) samples the posterior instead, as the seed's ``get_voco``
+        does, with noise keyed on the latent frame so streamed and offline encodes agree."""
+        specs = tuple(spec for spec in self.option_specs() if spec.name in ("sample", "seed"))
+        chosen = check_options(specs, options, what=f"{self.name} latents")
         hop = self.hop_length
         return LatentAutoencoder(
-            self, latent_dim=self.latent_dim, encoder_options={"pad_end": True},
+            self, latent_dim=self.latent_dim, encoder_options={"pad_end": True, **chosen},
             encode_length=lambda n: (n + hop - 1) // hop, decode_length=lambda frames: clamp_length(frames * hop),
         )
