@@ -162,6 +162,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-warm-up", action="store_true", help="skip running each model once at load (the first session then pays its first-call cost)")
     serve.add_argument("--record-dir", type=Path, default=None, help="write each session's input and output audio here (files readable by you only)")
     serve.add_argument("--record-max-mb", type=float, default=64.0, help="recording per session and direction, MB (default 64)")
+    ray = serve.add_argument_group("Ray Serve (pip install 'codecstream[ray]')")
+    ray.add_argument("--ray", action="store_true", help="serve as a Ray Serve application: a gateway and --replicas model replicas")
+    ray.add_argument("--replicas", type=int, default=1, help="with --ray: model replicas (each holds the models and their stream groups)")
+    ray.add_argument("--ray-address", default=None, help="with --ray: join this Ray cluster ('auto', or host:port); default: start a local Ray instance, stopped on exit")
+    ray.add_argument("--replica-cpus", type=float, default=1.0, help="with --ray: CPUs each replica reserves (its torch threads)")
+    ray.add_argument("--replica-gpus", type=float, default=0.0, help="with --ray: GPUs each replica reserves (use --device cuda)")
+    ray.add_argument("--min-replicas", type=int, default=None, help="with --ray: autoscale on sessions, from this many replicas")
+    ray.add_argument("--max-replicas", type=int, default=None, help="with --ray: autoscale on sessions, up to this many replicas")
+    ray.add_argument("--sessions-per-replica", type=float, default=8.0, help="with autoscaling: the sessions each replica should hold (size it with `bench --streams` or `loadtest`)")
+    ray.add_argument("--drain-timeout", type=float, default=300.0, help="with --ray: seconds a replaced replica keeps serving its live sessions")
+    ray.add_argument("--detach", action="store_true", help="with --ray and --ray-address: deploy (or update: new weights roll out) and return, leaving it running")
 
     client = sub.add_parser("client", help="stream audio to a codecstream server and back")
     client.add_argument("--url", default="ws://127.0.0.1:8765/ws")
@@ -449,6 +460,20 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         batching=args.batching, tick_ms=args.tick_ms, warm_up=not args.no_warm_up, dtype=args.dtype, device=args.device,
     )
     config.validate()
+    if args.ray:
+        from ..server.ray_serve import RayOptions, run_ray
+
+        if args.detach and args.ray_address is None:
+            raise CodecStreamError("--detach needs --ray-address: a local Ray instance stops when this command exits")
+        options = RayOptions(
+            replicas=args.replicas, address=args.ray_address, replica_cpus=args.replica_cpus, replica_gpus=args.replica_gpus,
+            min_replicas=args.min_replicas, max_replicas=args.max_replicas, target_sessions=args.sessions_per_replica,
+            drain_timeout_s=args.drain_timeout,
+        )
+        run_ray(config, options, detach=args.detach)
+        return 0
+    if args.detach or args.ray_address or args.replicas != 1:
+        raise CodecStreamError("--replicas, --ray-address and --detach need --ray")
     run_server(config, on_ready=lambda server: print(f"serving on http://{config.host}:{server.port}/ (WebSocket /ws)", flush=True))
     return 0
 

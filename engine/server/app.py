@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol as TypingProtocol
 from urllib.parse import parse_qs, urlparse
 
 import numpy as np
@@ -64,14 +64,22 @@ from .session import Outgoing, Session, SessionLimits, wire_form
 if TYPE_CHECKING:
     from websockets.asyncio.server import Server as WebSocketServer
     from websockets.asyncio.server import ServerConnection
-    from websockets.datastructures import Headers
     from websockets.http11 import Request, Response
 
     from ..plugin import Codec
 
-__all__ = ["ServerConfig", "Server", "ComputeWorker", "run_server"]
+__all__ = ["ServerConfig", "Server", "ServerThreads", "ComputeWorker", "RequestHeaders", "run_server"]
 
 log = logging.getLogger("codecstream.server")
+
+
+class RequestHeaders(TypingProtocol):
+    """What the request checks read of a request's headers (websockets' ``Headers``, or a
+    gateway's adapter of another server's)."""
+
+    def get(self, name: str, /) -> str | None: ...
+
+    def get_all(self, name: str, /) -> list[str]: ...
 
 _STATIC = {
     "/": ("index.html", "text/html; charset=utf-8"),
@@ -112,6 +120,8 @@ class ServerConfig:
     tick_ms: float = 20.0  # with batching: how long a block may wait for its tick
     max_backlog_ms: float = 1000.0  # with batching: input a session may queue before reading stops
     warm_up: bool = True  # run each model's streams once at load, before the first session
+    # Identity: the replica name the ready message carries (``serve --ray``; None: not sent)
+    replica_name: str | None = None
     # Security
     token: str | None = None
     allowed_origins: tuple[str, ...] | None = None  # None: only the page this server serves; "*": any
@@ -428,25 +438,25 @@ class Server:
         }
 
     # -- HTTP -----------------------------------------------------------------------------
-    def _authorized(self, path: str, headers: "Headers") -> bool:
+    def _authorized(self, path: str, headers: RequestHeaders) -> bool:
         if self.config.token is None:
             return True
         supplied = (parse_qs(urlparse(path).query).get("token") or [""])[0]
-        authorization = headers.get("Authorization", "")
+        authorization = headers.get("Authorization") or ""
         if authorization.startswith("Bearer "):
             supplied = authorization[len("Bearer ") :]
         return hmac.compare_digest(supplied.encode(), self.config.token.encode())
 
-    def _host_allowed(self, headers: "Headers") -> bool:
+    def _host_allowed(self, headers: RequestHeaders) -> bool:
         """On a loopback address, only loopback host names: a page whose name was rebound to
         127.0.0.1 (DNS rebinding) sends its own name and is refused."""
         if not self.config.loopback:
             return True
-        host = headers.get("Host", "") or ""
+        host = headers.get("Host") or ""
         name = host[1 : host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
         return name.lower() in _LOOPBACK_NAMES
 
-    def _origin_allowed(self, headers: "Headers") -> bool:
+    def _origin_allowed(self, headers: RequestHeaders) -> bool:
         """Programs send no Origin and pass (the token guards them); browsers send one, which must
         be the page this server serves unless ``allowed_origins`` names it (or is ``*``)."""
         origin = headers.get("Origin")
@@ -455,7 +465,7 @@ class Server:
         allowed = self.config.allowed_origins
         if allowed is not None:
             return "*" in allowed or origin in allowed
-        host = headers.get("Host", "")
+        host = headers.get("Host") or ""
         return bool(host) and origin in (f"http://{host}", f"https://{host}")
 
     def metrics(self) -> dict[str, Any]:
@@ -480,25 +490,46 @@ class Server:
             "groups": self.scheduler.stats() if self.scheduler is not None else [],
         }
 
+    def refusal(self, target: str, headers: RequestHeaders) -> tuple[int, str] | None:
+        """The checks every request but ``/health`` passes (one Host, Origin and Authorization
+        header; loopback names on a loopback address; for ``/ws``, ``/models`` and ``/metrics``
+        the Origin and the token): the HTTP status and text to refuse ``target`` (path and
+        query) with, or None. ``headers`` needs ``get`` and ``get_all``; a gateway in front of
+        replicas (``serve --ray``) runs the same checks."""
+        path = urlparse(target).path
+        if any(len(headers.get_all(name)) > 1 for name in ("Host", "Origin", "Authorization")):
+            return 400, "repeated Host, Origin or Authorization header\n"
+        if not self._host_allowed(headers):
+            return 403, "this server answers to its loopback names only\n"
+        if path in _STATIC:
+            return None
+        if path not in ("/ws", "/models", "/metrics"):
+            return 404, "not found\n"
+        if not self._origin_allowed(headers):
+            return 403, "this Origin may not use the server (see --allow-origin)\n"
+        if not self._authorized(target, headers):
+            return 401, "missing or wrong bearer token\n"
+        return None
+
+    def static_file(self, path: str) -> tuple[str, str] | None:
+        """The browser client's files (they hold no secret; the page asks for the token itself):
+        ``(text, content type)``, or None for other paths."""
+        if path not in _STATIC:
+            return None
+        name, content_type = _STATIC[path]
+        text = (resources.files("codecstream.server") / "static" / name).read_text()
+        return text.replace("__DEFAULT_MODEL__", self.config.default_model), content_type
+
     async def _process_request(self, connection: "ServerConnection", request: "Request") -> "Response | None":
         path = urlparse(request.path).path
         if path == "/health":  # for load balancers: open, and says nothing else
             return self._json_response(connection, json.dumps({"status": "ok"}))
-        if any(len(request.headers.get_all(name)) > 1 for name in ("Host", "Origin", "Authorization")):
-            return connection.respond(400, "repeated Host, Origin or Authorization header\n")
-        if not self._host_allowed(request.headers):
-            return connection.respond(403, "this server answers to its loopback names only\n")
-        if path in _STATIC:  # the client's code holds no secret; it asks for the token itself
-            name, content_type = _STATIC[path]
-            text = (resources.files("codecstream.server") / "static" / name).read_text()
-            text = text.replace("__DEFAULT_MODEL__", self.config.default_model)
-            return self._typed(connection.respond(200, text), content_type)
-        if path not in ("/ws", "/models", "/metrics"):
-            return connection.respond(404, "not found\n")
-        if not self._origin_allowed(request.headers):
-            return connection.respond(403, "this Origin may not use the server (see --allow-origin)\n")
-        if not self._authorized(request.path, request.headers):
-            return connection.respond(401, "missing or wrong bearer token\n")
+        refused = self.refusal(request.path, request.headers)
+        if refused is not None:
+            return connection.respond(*refused)
+        static = self.static_file(path)
+        if static is not None:
+            return self._typed(connection.respond(200, static[0]), static[1])
         if path == "/ws":
             return None
         if path == "/metrics":
@@ -569,6 +600,8 @@ class Server:
             self._reserved -= 1
             reserved = False
             self.total_sessions += 1
+            if self.config.replica_name:
+                ready = dataclasses.replace(ready, replica=self.config.replica_name)
             await self._send(websocket, protocol.ready(ready))
             await self._serve_session(websocket, protocol, session)
             release()
@@ -888,6 +921,43 @@ def _is_disconnect(exc: BaseException) -> bool:
     from websockets.exceptions import ConnectionClosed
 
     return isinstance(exc, (ConnectionClosed, ConnectionError, asyncio.CancelledError))
+
+
+class ServerThreads:
+    """A server on threads of its own (event loop, compute), for hosts that keep the main
+    thread (a Ray Serve replica). The served models are loaded before it returns; ``close``
+    stops it. ``torch``'s thread count is the caller's to set."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.worker = ComputeWorker(GroupScheduler(config.tick_ms) if config.batching else None)
+        self.server = Server(config, self.worker)
+        self.server.load_models()
+        self._stop = threading.Event()
+
+        def loop() -> None:
+            try:
+                asyncio.run(self.server.serve())
+            finally:
+                self._stop.set()
+
+        self._loop = threading.Thread(target=loop, name="codecstream-server-loop", daemon=True)
+        self._compute = threading.Thread(target=self.worker.run_forever, args=(self._stop,), name="codecstream-compute", daemon=True)
+        self._loop.start()
+        self._compute.start()
+        if not self.server.ready.wait(60):
+            self.close()
+            raise ConfigError(f"the server did not start listening on {config.host}:{config.port}")
+
+    @property
+    def port(self) -> int:
+        assert self.server.port is not None  # set before ready
+        return self.server.port
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        self.server.stop()
+        self._loop.join(timeout_s)
+        self._stop.set()
+        self._compute.join(timeout_s)
 
 
 def run_server(config: ServerConfig, *, on_ready: Callable[[Server], None] | None = None) -> None:

@@ -33,6 +33,8 @@ counters of one connection, so it also catches gaps and reordering.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import struct
 from dataclasses import dataclass, field
@@ -124,6 +126,7 @@ class Ready:
     latency_ms: float
     code_levels: list[dict[str, Any]] = field(default_factory=list)
     session: str = ""
+    replica: str = ""  # which replica serves the session (``serve --ray``); sent only when set
 
 
 @dataclass(frozen=True)
@@ -209,7 +212,8 @@ class Protocol:
             return self._hello(data)
         if kind == "ready":
             try:
-                return Ready(**{k: v for k, v in data.items() if k != "type"})
+                known = {f.name for f in dataclasses.fields(Ready)}  # a newer server may say more
+                return Ready(**{k: v for k, v in data.items() if k in known})
             except TypeError as exc:
                 raise ProtocolError("bad_control", f"malformed ready: {exc}") from None
         if kind == "end":
@@ -306,7 +310,7 @@ class Protocol:
 
     @staticmethod
     def ready(ready: Ready) -> bytes:
-        return _control({"type": "ready", **ready.__dict__})
+        return _control({"type": "ready", **{k: v for k, v in ready.__dict__.items() if k != "replica" or v}})
 
     @staticmethod
     def end() -> bytes:
