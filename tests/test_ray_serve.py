@@ -123,6 +123,16 @@ def test_eight_sessions_spread_over_two_replicas_and_exact(service):
     with pytest.raises(urllib.error.HTTPError, match="403"):
         urllib.request.urlopen(request, timeout=30)
 
+    async def foreign_page():
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import InvalidStatus
+
+        with pytest.raises(InvalidStatus, match="403"):
+            async with connect(url(port), origin="http://evil.example", open_timeout=30):
+                pass
+
+    run(foreign_page(), 60)
+
 
 async def _session_until_cut(port: int, clip: np.ndarray, started: asyncio.Event, replicas: list[str]) -> tuple[str, int | None, str]:
     """A real-time session that reports its replica once ready; ends with the error it got

@@ -171,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     ray.add_argument("--min-replicas", type=int, default=None, help="with --ray: autoscale on sessions, from this many replicas")
     ray.add_argument("--max-replicas", type=int, default=None, help="with --ray: autoscale on sessions, up to this many replicas")
     ray.add_argument("--sessions-per-replica", type=float, default=8.0, help="with autoscaling: the sessions each replica should hold (size it with `bench --streams` or `loadtest`)")
+    ray.add_argument("--gateways", type=int, default=1, help="with --ray: gateway replicas relaying sessions (Ray's proxy spreads connections over them)")
     ray.add_argument("--drain-timeout", type=float, default=300.0, help="with --ray: seconds a replaced replica keeps serving its live sessions")
     ray.add_argument("--detach", action="store_true", help="with --ray and --ray-address: deploy (or update: new weights roll out) and return, leaving it running")
 
@@ -468,12 +469,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         options = RayOptions(
             replicas=args.replicas, address=args.ray_address, replica_cpus=args.replica_cpus, replica_gpus=args.replica_gpus,
             min_replicas=args.min_replicas, max_replicas=args.max_replicas, target_sessions=args.sessions_per_replica,
-            drain_timeout_s=args.drain_timeout,
+            drain_timeout_s=args.drain_timeout, gateways=args.gateways,
         )
         run_ray(config, options, detach=args.detach)
         return 0
-    if args.detach or args.ray_address or args.replicas != 1:
-        raise CodecStreamError("--replicas, --ray-address and --detach need --ray")
+    if args.detach or args.ray_address or args.replicas != 1 or args.gateways != 1:
+        raise CodecStreamError("--replicas, --gateways, --ray-address and --detach need --ray")
     run_server(config, on_ready=lambda server: print(f"serving on http://{config.host}:{server.port}/ (WebSocket /ws)", flush=True))
     return 0
 

@@ -953,6 +953,11 @@ class ServerThreads:
         assert self.server.port is not None  # set before ready
         return self.server.port
 
+    @property
+    def alive(self) -> bool:
+        """Both threads still run."""
+        return self._loop.is_alive() and self._compute.is_alive()
+
     def close(self, timeout_s: float = 10.0) -> None:
         self.server.stop()
         self._loop.join(timeout_s)

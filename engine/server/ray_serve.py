@@ -65,6 +65,8 @@ class RayOptions:
         min_replicas, max_replicas: autoscaling bounds (on when either is set), scaled on
             sessions per replica towards ``target_sessions``.
         drain_timeout_s: how long a replica being replaced keeps serving its live sessions.
+        gateways: gateway replicas (each relays its share of the sessions; Ray's proxy spreads
+            connections over them).
         app_name: the Serve application of the replicas (a second deploy under it is a rolling
             update); the gateway runs as ``{app_name}-gateway``.
     """
@@ -77,11 +79,12 @@ class RayOptions:
     max_replicas: int | None = None
     target_sessions: float = 8.0
     drain_timeout_s: float = 300.0
+    gateways: int = 1
     app_name: str = "codecstream"
 
     def validate(self) -> None:
-        if self.replicas < 1:
-            raise ConfigError(f"replicas must be at least 1, got {self.replicas}")
+        if self.replicas < 1 or self.gateways < 1:
+            raise ConfigError(f"replicas and gateways must be at least 1, got {self.replicas} and {self.gateways}")
         if self.replica_cpus < 0 or self.replica_gpus < 0:
             raise ConfigError("replica CPUs and GPUs cannot be negative")
         low, high = self.min_replicas or 1, self.max_replicas or max(self.replicas, self.min_replicas or 1)
@@ -105,9 +108,16 @@ class ReplicaRegistry:
         self._replicas: dict[str, dict[str, Any]] = {}
         self._token = secrets.token_urlsafe(32)
         self._gateway: dict[str, Any] | None = None  # the settings the running gateway was deployed with
+        self._closing = False  # the service is shutting down: replicas stop without draining
 
     def token(self) -> str:
         return self._token
+
+    def closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        self._closing = True
 
     def gateway_config(self) -> dict[str, Any] | None:
         return self._gateway
@@ -186,20 +196,20 @@ class CodecReplica:
             self._report()
 
     def check_health(self) -> None:
-        if self.threads.server.ready.is_set() and not self.threads._loop.is_alive():
+        if not self.threads.alive:
             raise RuntimeError("the replica's server stopped")
 
     def record_autoscaling_stats(self) -> dict[str, float]:
         return {"sessions": float(self._sessions())}
 
-    def info(self) -> dict[str, Any]:
-        return {"replica": self.name, "address": self.address, "version": self.version}
-
     def __del__(self) -> None:
-        """Replaced or scaled down: take no new session, finish the live ones, then stop."""
+        """Replaced or scaled down: take no new session, finish the live ones, then stop. When
+        the whole service shuts down, stop at once (the sessions get 1001, as from the plain
+        server on SIGTERM)."""
         self.draining = True
         self._report()
-        deadline = time.monotonic() + self.drain_timeout_s
+        closing = ray.get(self.registry.closing.remote())
+        deadline = time.monotonic() + (0 if closing else self.drain_timeout_s)
         while self._sessions() and time.monotonic() < deadline:
             time.sleep(0.2)
         self._stop.set()
@@ -438,6 +448,8 @@ def deploy(config: ServerConfig, options: RayOptions, *, version: str | None = N
     global _STARTED_RAY
     config.validate()
     options.validate()
+    if config.record_dir is not None:
+        raise ConfigError("--record-dir is not available with --ray: replicas run on other nodes")
     if not ray.is_initialized():
         if options.address is None:
             _STARTED_RAY = True
@@ -469,8 +481,10 @@ def deploy(config: ServerConfig, options: RayOptions, *, version: str | None = N
     registry = _registry()
     gateway_app = f"{options.app_name}-gateway"
     running = serve.status().applications.get(gateway_app)
+    public["_gateways"] = options.gateways  # redeploy the gateway when its count changes, too
     if running is None or running.status != "RUNNING" or ray.get(registry.gateway_config.remote()) != public:
-        gateway = Gateway.options(max_ongoing_requests=100_000).bind(public)  # type: ignore[attr-defined]
+        settings = {k: v for k, v in public.items() if k != "_gateways"}
+        gateway = Gateway.options(num_replicas=options.gateways, max_ongoing_requests=100_000).bind(settings)  # type: ignore[attr-defined]
         serve.run(gateway, name=gateway_app, route_prefix="/")
         ray.get(registry.set_gateway_config.remote(public))
     replicas = CodecReplica.options(**deployment_options).bind(  # type: ignore[attr-defined]
@@ -505,8 +519,10 @@ def shutdown() -> None:
     if not ray.is_initialized():
         return
     try:
+        registry = ray.get_actor(REGISTRY, namespace=NAMESPACE)
+        ray.get(registry.close.remote())
         serve.shutdown()
-        ray.kill(ray.get_actor(REGISTRY, namespace=NAMESPACE))
+        ray.kill(registry)
     except Exception:  # already gone
         pass
     if _STARTED_RAY:
