@@ -84,6 +84,7 @@ class RequestHeaders(TypingProtocol):
 _STATIC = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/views.js": ("views.js", "text/javascript; charset=utf-8"),
     "/capture-worklet.js": ("capture-worklet.js", "text/javascript; charset=utf-8"),
     "/playback-worklet.js": ("playback-worklet.js", "text/javascript; charset=utf-8"),
 }

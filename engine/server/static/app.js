@@ -4,8 +4,20 @@
 const $ = (id) => document.getElementById(id);
 const KIND = { CONTROL: 1, PCM16: 2, F32: 3, CODES: 4, ERROR: 5 };
 const CHUNK_MS = 20;
-window.codecstream = { sent: 0, received: 0, receivedSamples: 0, underruns: 0, ready: null, errors: [], ended: false };
-let session = null;
+const WINDOWED = ["lookahead_frames", "context_frames", "block_frames", "crossfade_frames"];
+const stats = window.codecstream = {
+  sent: 0, received: 0, receivedSamples: 0, underruns: 0, ready: null, errors: [], ended: false,
+  ab: "B", played: { A: 0, B: 0 }, models: null, rtt: [], loaded: false,
+};
+// The page's spectrogram frames (what it drew), for tests and the curious.
+window.codecstreamSpectrogram = (which, count) => (views[which] ? views[which].frames.slice(0, count).map((f) => Array.from(f)) : []);
+const views = {};
+let session = null, recordings = null;
+
+// The token comes in the page's fragment (#token=...), which the browser never sends to a
+// server or logs; ?token= works too.
+const token = new URLSearchParams(location.hash.slice(1)).get("token") || new URLSearchParams(location.search).get("token");
+const headers = token ? { Authorization: "Bearer " + token } : {};
 
 function control(payload) {
   const text = new TextEncoder().encode(JSON.stringify(payload));
@@ -25,21 +37,95 @@ function pcm16(samples, sequence) {
   return message.buffer;
 }
 
+// -- choose --------------------------------------------------------------------------------
+async function loadModels() {
+  const answer = await (await fetch("models", { headers })).json();
+  if (answer.error) throw new Error(answer.error);
+  stats.models = answer.models;
+  const select = $("model");
+  select.replaceChildren(...answer.models.filter((m) => m.directions.includes("audio->audio")).map((m) => new Option(m.model, m.model)));
+  select.value = answer.default || select.dataset.default;
+  showModel();
+}
+
+function currentModel() { return (stats.models || []).find((m) => m.model === $("model").value); }
+
+function showModel() {
+  const info = currentModel(), box = $("options");
+  box.replaceChildren();
+  if (!info) return;
+  $("model-info").textContent = `${info.model}: ${info.sample_rate} Hz, ${info.channels} channel(s), ${info.frame_rate.toFixed(2)} frames/s (hop ${info.hop_length})`;
+  for (const option of info.options) {
+    const label = document.createElement("label");
+    label.title = option.doc || "";
+    label.append(option.name.replaceAll("_", " ") + (option.unit ? ` (${option.unit})` : ""));
+    let input;
+    if (option.choices) {
+      input = document.createElement("select");
+      input.append(new Option("default", ""), ...option.choices.map((c) => new Option(String(c), String(c))));
+    } else if (option.type === "bool") {
+      input = document.createElement("select");
+      input.append(new Option("default", ""), new Option("on", "true"), new Option("off", "false"));
+    } else {
+      input = document.createElement("input");
+      input.type = "number"; input.placeholder = "default"; input.size = 6;
+      if (option.minimum !== undefined) input.min = option.minimum;
+      if (option.maximum !== undefined) input.max = option.maximum;
+      if (option.type === "float") input.step = "any";
+    }
+    input.id = "option-" + option.name; input.dataset.type = option.type;
+    label.append(input); box.append(label);
+  }
+  const mode = $("option-mode");
+  const windowed = () => WINDOWED.forEach((name) => { const input = $("option-" + name); if (input) input.disabled = mode.value !== "windowed"; });
+  if (mode) { mode.onchange = windowed; windowed(); }
+}
+
+function chosenOptions() {
+  const options = {};
+  for (const input of $("options").querySelectorAll("select, input")) {
+    if (input.disabled || input.value === "") continue;
+    const name = input.id.slice("option-".length), type = input.dataset.type;
+    options[name] = type === "bool" ? input.value === "true" : type === "int" ? parseInt(input.value, 10) : type === "float" ? parseFloat(input.value) : input.value;
+  }
+  return options;
+}
+
+async function loadDevices() {
+  const devices = await navigator.mediaDevices.enumerateDevices();
+  for (const [id, kind] of [["input-device", "audioinput"], ["output-device", "audiooutput"]]) {
+    const select = $(id), chosen = select.value;
+    select.replaceChildren(new Option("default", ""), ...devices.filter((d) => d.kind === kind && d.deviceId !== "default")
+      .map((d, i) => new Option(d.label || `${kind === "audioinput" ? "microphone" : "speakers"} ${i + 1}`, d.deviceId)));
+    select.value = chosen;
+  }
+  // Choosing the speakers needs AudioContext.setSinkId (Chromium); elsewhere the default plays.
+  $("output-device").disabled = !("setSinkId" in AudioContext.prototype);
+}
+
+function bitrate(info, options, ready) {
+  if (options.bandwidth) return options.bandwidth.toFixed(1) + " kbps";
+  const levels = ready.code_levels || [];
+  if (!levels.length) return "continuous features (no bit-rate)";
+  const bps = levels.reduce((sum, l) => sum + l.codebooks * Math.log2(l.codebook_size) * l.frame_rate, 0);
+  return (bps / 1000).toFixed(2) + " kbps (every code-book)";
+}
+
+// -- listen ----------------------------------------------------------------------------------
 async function start() {
-  const stats = window.codecstream;
   $("error").textContent = "";
-  const model = $("model").value.trim() || undefined;
-  // The token comes in the page's fragment (#token=...), which the browser never sends to a
-  // server or logs; ?token= works too.
-  const token = new URLSearchParams(location.hash.slice(1)).get("token") || new URLSearchParams(location.search).get("token");
-  const headers = token ? { Authorization: "Bearer " + token } : {};
-  const models = await (await fetch("models" + (model ? "?model=" + encodeURIComponent(model) : ""), { headers })).json();
-  if (models.error) throw new Error(models.error);
-  const rate = models.sample_rate;
+  const info = currentModel();
+  if (!info) throw new Error("the server serves no model for audio->audio");
+  const options = chosenOptions(), rate = info.sample_rate;
   const context = new AudioContext({ sampleRate: rate, latencyHint: "interactive" });
+  if ($("output-device").value && context.setSinkId) await context.setSinkId($("output-device").value);
   await context.audioWorklet.addModule("capture-worklet.js");
   await context.audioWorklet.addModule("playback-worklet.js");
-  const stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false } });
+  const device = $("input-device").value;
+  const stream = await navigator.mediaDevices.getUserMedia({ audio: {
+    channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false, ...(device ? { deviceId: { exact: device } } : {}),
+  } });
+  loadDevices().catch(() => {});  // labels are readable once the microphone is granted
   const microphone = context.createMediaStreamSource(stream);
   const capture = new AudioWorkletNode(context, "capture");
   const playback = new AudioWorkletNode(context, "playback", {
@@ -48,16 +134,21 @@ async function start() {
   });
   microphone.connect(capture);
   playback.connect(context.destination);
+  views.input = new Spectrogram($("input-spectrogram"), 4000);
+  views.output = new Spectrogram($("output-spectrogram"), 4000);
+  const graph = new LatencyGraph($("graph"), 300);
+  recordings = { rate, input: new Recording(rate * 600), output: new Recording(rate * 600) };
+  $("download-input").disabled = $("download-output").disabled = true;
 
   const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws" + (token ? "?token=" + encodeURIComponent(token) : "");
   const socket = new WebSocket(url);
   socket.binaryType = "arraybuffer";
   const pending = [];
-  let pendingLength = 0, sequence = 0, ready = false;
+  let pendingLength = 0, sequence = 0, ready = false, buffered = null, underruns = 0;
   const chunk = Math.round(rate * CHUNK_MS / 1000);
   const sentAt = new Map();
 
-  socket.onopen = () => socket.send(control({ type: "hello", version: 1, model, direction: "audio->audio", sample_rate: rate, channels: 1, format: "pcm16" }));
+  socket.onopen = () => socket.send(control({ type: "hello", version: 1, model: info.model, direction: "audio->audio", sample_rate: rate, channels: 1, format: "pcm16", options }));
   socket.onmessage = (event) => {
     const data = new Uint8Array(event.data);
     const kind = data[0];
@@ -65,18 +156,29 @@ async function start() {
       const message = JSON.parse(new TextDecoder().decode(data.subarray(1)));
       if (message.type === "ready") {
         ready = true; stats.ready = message;
-        $("state").textContent = "streaming (" + message.model + ")";
+        $("state").textContent = "streaming (" + message.model + (message.replica ? ", replica " + message.replica : "") + ")";
         $("model-latency").textContent = message.latency_ms.toFixed(1) + " ms";
-      } else if (message.type === "end") { stats.ended = true; }
+        $("bitrate").textContent = bitrate(info, options, message);
+        graph.latency = message.latency_ms;
+      } else if (message.type === "end") { stats.ended = true; finish(); }
     } else if (kind === KIND.PCM16) {
       const view = new DataView(event.data);
       const samples = new Float32Array((data.length - 5) / 2);
       for (let i = 0; i < samples.length; i++) samples[i] = view.getInt16(5 + 2 * i, true) / 32768;
+      // Output sample k is the model's rendering of input sample k: A plays the input's samples
+      // at the same positions, so both arrive after the same latency.
+      const position = stats.receivedSamples;
       stats.received++; stats.receivedSamples += samples.length;
-      playback.port.postMessage(samples, [samples.buffer]);
+      recordings.output.push(samples); views.output.push(samples);
+      const heard = stats.ab === "A" ? recordings.input.range(position, position + samples.length) : samples;
+      stats.played[stats.ab] += samples.length;
+      playback.port.postMessage(heard, [heard.buffer]);
       // Round trip: the input chunk that carried the audio now returning (model latency included).
-      const heard = Math.floor((stats.receivedSamples - 1) / chunk) - Math.ceil(stats.ready.latency_ms * rate / 1000 / chunk);
-      if (sentAt.has(heard)) $("rtt").textContent = (performance.now() - sentAt.get(heard)).toFixed(0) + " ms";
+      const carried = Math.floor((stats.receivedSamples - 1) / chunk) - Math.ceil(stats.ready.latency_ms * rate / 1000 / chunk);
+      let rtt = null;
+      if (sentAt.has(carried)) { rtt = performance.now() - sentAt.get(carried); $("rtt").textContent = rtt.toFixed(0) + " ms"; stats.rtt.push(rtt); }
+      graph.add({ rtt, buffer: buffered, underrun: stats.underruns > underruns });
+      underruns = stats.underruns;
       $("counts").textContent = stats.sent + " / " + stats.received;
     } else if (kind === KIND.ERROR) {
       const error = JSON.parse(new TextDecoder().decode(data.subarray(1)));
@@ -84,13 +186,13 @@ async function start() {
       $("error").textContent = error.code + ": " + error.message;
     }
   };
-  socket.onclose = () => { $("state").textContent = "closed"; };
+  socket.onclose = () => { $("state").textContent = "closed"; finish(); };
   capture.port.onmessage = (event) => {
     const samples = event.data;
     let energy = 0;
     for (let i = 0; i < samples.length; i++) energy += samples[i] * samples[i];
     $("level").firstElementChild.style.width = Math.min(100, 400 * Math.sqrt(energy / samples.length)) + "%";
-    if (!ready || socket.readyState !== WebSocket.OPEN) return;
+    if (!ready || session === null || socket.readyState !== WebSocket.OPEN) return;  // nothing after Stop
     pending.push(samples); pendingLength += samples.length;
     while (pendingLength >= chunk) {
       const block = new Float32Array(chunk);
@@ -103,17 +205,26 @@ async function start() {
       pendingLength -= chunk;
       sentAt.set(sequence, performance.now());
       if (sentAt.size > 500) sentAt.delete(sequence - 500);
+      // What the server receives, PCM16 as sent: the A side and the input WAV hold the same.
+      const sent = block.map((s) => Math.round(Math.max(-1, Math.min(1, s)) * 32767) / 32768);
+      recordings.input.push(sent); views.input.push(sent);
       socket.send(pcm16(block, sequence++));
       stats.sent++;
     }
   };
   playback.port.onmessage = (event) => {
     stats.underruns = event.data.underruns;
-    $("buffer").textContent = (1000 * event.data.buffered / rate).toFixed(0) + " ms";
+    buffered = 1000 * event.data.buffered / rate;
+    $("buffer").textContent = buffered.toFixed(0) + " ms";
     $("underruns").textContent = event.data.underruns;
   };
   session = { context, stream, socket };
-  $("start").disabled = true; $("stop").disabled = false;
+  $("start").disabled = true; $("stop").disabled = false; $("model").disabled = true;
+}
+
+function finish() {
+  $("download-input").disabled = $("download-output").disabled = !recordings || !recordings.output.length;
+  $("start").disabled = false; $("stop").disabled = true; $("model").disabled = false;
 }
 
 function stop() {
@@ -123,9 +234,31 @@ function stop() {
   stream.getTracks().forEach((track) => track.stop());
   setTimeout(() => context.close(), 1500);
   session = null;
-  $("start").disabled = false; $("stop").disabled = true;
+  $("stop").disabled = true;
 }
 
-$("start").onclick = () => start().catch((error) => { $("error").textContent = String(error); window.codecstream.errors.push(String(error)); });
+function toggleAB() {
+  stats.ab = stats.ab === "B" ? "A" : "B";
+  $("ab").setAttribute("aria-pressed", String(stats.ab === "A"));
+  $("ab").textContent = stats.ab === "A" ? "Hearing: A (original, delayed)" : "Hearing: B (codec)";
+}
+
+function download(which) {
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(recordings[which].wav(recordings.rate));
+  link.download = `codecstream-${which}.wav`;
+  document.body.append(link); link.click(); link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
+}
+
+const report = (error) => { $("error").textContent = String(error); stats.errors.push(String(error)); };
+$("model").onchange = showModel;
+$("start").onclick = () => start().catch(report);
 $("stop").onclick = stop;
-if (new URLSearchParams(location.search).has("autostart")) $("start").click();
+$("ab").onclick = toggleAB;
+$("download-input").onclick = () => download("input");
+$("download-output").onclick = () => download("output");
+Promise.all([loadModels(), loadDevices()]).catch(report).then(() => {
+  stats.loaded = true;
+  if (new URLSearchParams(location.search).has("autostart")) $("start").click();
+});
