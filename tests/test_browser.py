@@ -118,8 +118,9 @@ def offline_spectrogram(samples: np.ndarray, frames: int) -> np.ndarray:
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium; done by .ci/setup)")
 def test_browser_client_controls(tmp_path):
     """Every control of the page, driven as a user would: the model picked from the server's
-    list with an option, A/B, start and stop, both downloads; what the page shows checked against
-    the server's figures and recordings; screenshots of each state in tests/artifacts/browser/."""
+    list with an option, A/B, start and stop, both downloads, the TTS tab; what the page shows
+    checked against the server's figures and recordings; screenshots of each state in
+    tests/artifacts/browser/."""
     playwright = pytest.importorskip("playwright.sync_api")
     import json
     import urllib.request
@@ -190,6 +191,16 @@ def test_browser_client_controls(tmp_path):
                     download.value.save_as(files[which])
                 stats = page.evaluate("window.codecstream")
                 frames = page.evaluate("window.codecstreamSpectrogram('output', 300)")
+                # TTS: Bark's tokens (EnCodec, served) replayed at twice real time.
+                assert page.is_disabled("#tts-layout option[value=orpheus]")  # SNAC is not served here
+                page.select_option("#tts-layout", "bark")
+                page.fill("#tts-text", "Hello, this is a short test.")
+                page.fill("#tts-speed", "2")
+                page.click("#tts-play")
+                page.wait_for_function("window.codecstream.tts && window.codecstream.tts.ended", timeout=90_000)
+                tts = page.evaluate("window.codecstream.tts")
+                shown_tts = {key: page.text_content(f"#tts-{key}") for key in ("first-audio", "lag", "counts")}
+                page.screenshot(path=str(shots / "5-tts.png"), full_page=True)
             finally:
                 context.close()
         metrics = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read())
@@ -198,7 +209,12 @@ def test_browser_client_controls(tmp_path):
         server.wait(timeout=30)
 
     assert stats["errors"] == [] and stats["played"]["A"] > 0 and stats["played"]["B"] > 0
-    assert metrics["sessions_total"] == 1
+    assert metrics["sessions_total"] == 2  # the microphone session and the TTS one
+    assert tts["sent"] == tts["messages"] > 20 and tts["receivedSamples"] == tts["messages"] * 320  # every frame decoded
+    assert tts["ready"]["direction"] == "codes->audio" and tts["ready"]["model"] == "encodec-24khz"
+    shown_ms = lambda text: float(text.split(" ms")[0])  # noqa: E731 (JS rounds halves up, Python to even)
+    assert abs(shown_ms(shown_tts["first-audio"]) - tts["firstAudioMs"]) <= 0.5 and 0 < tts["firstAudioMs"] < 5000
+    assert abs(shown_ms(shown_tts["lag"]) - tts["steadyLagMs"]) <= 0.5
     # The downloads hold what the server received and sent (its own recordings).
     server_in, _ = soundfile.read(next(record.glob("*-input.wav")), dtype="float32")
     server_out, _ = soundfile.read(next(record.glob("*-output.wav")), dtype="float32")

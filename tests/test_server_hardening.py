@@ -275,13 +275,21 @@ def test_token_guards_every_endpoint_and_unsafe_settings_are_refused():
     with running_server(config) as instance:
         base = f"http://127.0.0.1:{instance.port}"
         codes = {}
-        for path in ("/models", "/metrics"):
+        bodies = {}
+        for path in ("/models", "/metrics", "/replay?layout=bark"):
             for label, headers in (("none", {}), ("good", {"Authorization": "Bearer s3cret"})):
                 try:
-                    codes[path, label] = urllib.request.urlopen(urllib.request.Request(base + path, headers=headers), timeout=10).status
+                    with urllib.request.urlopen(urllib.request.Request(base + path, headers=headers), timeout=10) as response:
+                        codes[path, label], bodies[path] = response.status, response.read()
                 except urllib.error.HTTPError as exc:
                     codes[path, label] = exc.code
-        assert codes == {("/models", "none"): 401, ("/models", "good"): 200, ("/metrics", "none"): 401, ("/metrics", "good"): 200}
+        assert codes == {
+            ("/models", "none"): 401, ("/models", "good"): 200, ("/metrics", "none"): 401, ("/metrics", "good"): 200,
+            ("/replay?layout=bark", "none"): 401, ("/replay?layout=bark", "good"): 200,
+        }
+        # The TTS tab's replay needs the layout's codec served: nothing is loaded for it.
+        assert b"encodec-24khz, which this server does not serve" in bodies["/replay?layout=bark"]
+        assert "encodec-24khz" not in instance._models
 
 
 # -- 5. --max-sessions was a race -------------------------------------------------------------

@@ -14,7 +14,8 @@ schema; each message carries at most ``max_message_ms`` of audio or codes; a cli
 reading is disconnected (TCP included) after ``send_timeout_s``.
 
 HTTP on the same port: ``/`` (the browser client), ``/health`` (open, reveals nothing),
-``/models`` and ``/metrics`` (token and Origin checked like ``/ws``); WebSockets on ``/ws``.
+``/models``, ``/metrics`` and ``/replay`` (a TTS token stream for the page; token and Origin
+checked like ``/ws``); WebSockets on ``/ws``.
 """
 
 from __future__ import annotations
@@ -504,7 +505,7 @@ class Server:
             return 403, "this server answers to its loopback names only\n"
         if path in _STATIC:
             return None
-        if path not in ("/ws", "/models", "/metrics"):
+        if path not in ("/ws", "/models", "/metrics", "/replay"):
             return 404, "not found\n"
         if not self._origin_allowed(headers):
             return 403, "this Origin may not use the server (see --allow-origin)\n"
@@ -535,6 +536,8 @@ class Server:
             return None
         if path == "/metrics":
             return self._json_response(connection, json.dumps(self.metrics()))
+        if path == "/replay":
+            return self._json_response(connection, json.dumps(await self.replay(request.path)))
         # /models: the served models, or one of them (?model=): what a client needs for its hello
         asked = parse_qs(urlparse(request.path).query).get("model")
         wanted = asked[0] if asked else None
@@ -546,6 +549,24 @@ class Server:
         else:
             body = {"error": f"model {wanted[:60]!r} is not served here"}
         return self._json_response(connection, json.dumps(body))
+
+    async def replay(self, target: str) -> dict[str, Any]:
+        """``/replay?layout=orpheus|bark&text=...``: a TTS token stream for the browser client
+        (:mod:`codecstream.server.replay`), made on the compute thread from a served codec."""
+        from .replay import MAX_REPLAY_TEXT, REPLAY_LAYOUTS, replay_messages
+
+        query = parse_qs(urlparse(target).query)
+        layout = (query.get("layout") or ["orpheus"])[0]
+        text = (query.get("text") or [""])[0][:MAX_REPLAY_TEXT].strip() or "Good morning. Your order has shipped."
+        if layout not in REPLAY_LAYOUTS:
+            return {"error": f"layout must be one of {', '.join(REPLAY_LAYOUTS)}"}
+        model = self._models.get(REPLAY_LAYOUTS[layout])
+        if model is None:
+            return {"error": f"the {layout} layout needs {REPLAY_LAYOUTS[layout]}, which this server does not serve"}
+        try:
+            return dict(await self.worker.submit(lambda: replay_messages(model, layout, text)))
+        except CodecStreamError as exc:  # no speech synthesiser here
+            return {"error": f"{type(exc).__name__}: {exc}"}
 
     @staticmethod
     def _typed(response: "Response", content_type: str) -> "Response":

@@ -289,6 +289,10 @@ class Gateway:
             return PlainTextResponse(refused[1], status_code=refused[0])
         return JSONResponse(await self._metrics())
 
+    @gateway_app.get("/replay")
+    async def replay(self, request: Request) -> Response:
+        return await self.models(request)  # forwarded to a replica, as /models
+
     @gateway_app.get("/models")
     async def models(self, request: Request) -> Response:
         refused = self.checks.refusal(_target(request.url), _Headers(request.headers))

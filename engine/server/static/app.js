@@ -251,6 +251,84 @@ function download(which) {
   setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
 }
 
+// -- TTS playback -------------------------------------------------------------------------------
+function codesMessage(levels, sequence) {  // kind, u32 sequence, int32, levels, [u16 rows, u32 frames]..., values
+  let count = 0;
+  for (const level of levels) count += level.length * level[0].length;
+  const view = new DataView(new ArrayBuffer(7 + 6 * levels.length + 4 * count));
+  view.setUint8(0, KIND.CODES); view.setUint32(1, sequence, true); view.setUint8(5, 0); view.setUint8(6, levels.length);
+  let offset = 7;
+  for (const level of levels) { view.setUint16(offset, level.length, true); view.setUint32(offset + 2, level[0].length, true); offset += 6; }
+  for (const level of levels) for (const row of level) for (const value of row) { view.setInt32(offset, value, true); offset += 4; }
+  return view.buffer;
+}
+
+function showLayouts() {
+  const served = new Set((stats.models || []).map((m) => m.model));
+  for (const option of $("tts-layout").options) option.disabled = !served.has(option.value === "orpheus" ? "snac-24khz" : "encodec-24khz");
+  const usable = [...$("tts-layout").options].find((o) => !o.disabled);
+  if ($("tts-layout").selectedOptions[0].disabled && usable) $("tts-layout").value = usable.value;
+  $("tts-play").disabled = !usable;
+}
+
+async function playTokens() {
+  const speed = parseFloat($("tts-speed").value) || 1.2;
+  $("tts-state").textContent = "making tokens…"; $("tts-play").disabled = true;
+  const query = `replay?layout=${$("tts-layout").value}&text=${encodeURIComponent($("tts-text").value)}`;
+  const replay = await (await fetch(query, { headers })).json();
+  if (replay.error) { $("tts-play").disabled = false; throw new Error(replay.error); }
+  const rate = replay.sample_rate, n = replay.messages.length;
+  const context = new AudioContext({ sampleRate: rate });
+  if ($("output-device").value && context.setSinkId) await context.setSinkId($("output-device").value);
+  await context.audioWorklet.addModule("playback-worklet.js");
+  const playback = new AudioWorkletNode(context, "playback", { outputChannelCount: [1], processorOptions: { capacity: rate * 60, prefill: Math.round(rate * 0.2) } });
+  playback.connect(context.destination);
+  const tts = stats.tts = { messages: n, sent: 0, receivedSamples: 0, firstAudioMs: null, lags: [], steadyLagMs: null, ended: false, ready: null };
+  const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws" + (token ? "?token=" + encodeURIComponent(token) : "");
+  const socket = new WebSocket(url);
+  socket.binaryType = "arraybuffer";
+  const sentAt = [], period = 1000 * replay.tokens_per_message / (replay.token_rate * speed);
+  const show = () => { $("tts-counts").textContent = `${tts.sent} / ${n} frames, ${(tts.receivedSamples / rate).toFixed(2)} s of audio`; };
+  socket.onopen = () => socket.send(control({ type: "hello", version: 1, model: replay.model, direction: "codes->audio", sample_rate: rate, channels: 1, format: "pcm16" }));
+  const sendDue = (start) => {  // at token pace: message i leaves at start + i·period
+    while (tts.sent < n && performance.now() >= start + tts.sent * period) {
+      sentAt.push(performance.now());
+      socket.send(codesMessage(replay.messages[tts.sent], tts.sent)); tts.sent++;
+    }
+    if (tts.sent < n) setTimeout(() => sendDue(start), Math.max(1, start + tts.sent * period - performance.now()));
+    else socket.send(control({ type: "end" }));
+    show();
+  };
+  socket.onmessage = (event) => {
+    const data = new Uint8Array(event.data);
+    if (data[0] === KIND.CONTROL) {
+      const message = JSON.parse(new TextDecoder().decode(data.subarray(1)));
+      if (message.type === "ready") { tts.ready = message; $("tts-state").textContent = `playing ${n} ${replay.layout} frames (${replay.model}, ${replay.token_rate.toFixed(0)} tokens/s is real time)`; sendDue(performance.now()); }
+      if (message.type === "end") {
+        tts.ended = true; $("tts-state").textContent = "done"; $("tts-play").disabled = false;
+        const steady = tts.lags.slice(Math.floor(tts.lags.length / 2)).sort((a, b) => a - b);
+        tts.steadyLagMs = steady.length ? steady[Math.floor(steady.length / 2)] : null;
+        $("tts-lag").textContent = tts.steadyLagMs === null ? "–" : tts.steadyLagMs.toFixed(0) + " ms (median, second half)";
+        setTimeout(() => context.close(), 1000 * (tts.receivedSamples / rate) + 1500);
+      }
+    } else if (data[0] === KIND.PCM16) {
+      const view = new DataView(event.data), samples = new Float32Array((data.length - 5) / 2);
+      for (let i = 0; i < samples.length; i++) samples[i] = view.getInt16(5 + 2 * i, true) / 32768;
+      tts.receivedSamples += samples.length;
+      playback.port.postMessage(samples, [samples.buffer]);
+      // Lag: from sending the frame that completes this audio to hearing it (the decoder's latency included).
+      const frame = Math.min(sentAt.length - 1, Math.ceil(tts.receivedSamples / replay.samples_per_message) - 1);
+      const lag = performance.now() - sentAt[Math.max(0, frame)];
+      tts.lags.push(lag);
+      if (tts.firstAudioMs === null) { tts.firstAudioMs = performance.now() - sentAt[0]; $("tts-first-audio").textContent = tts.firstAudioMs.toFixed(0) + " ms"; }
+      show();
+    } else if (data[0] === KIND.ERROR) {
+      const error = JSON.parse(new TextDecoder().decode(data.subarray(1)));
+      stats.errors.push(error); $("error").textContent = error.code + ": " + error.message; $("tts-play").disabled = false;
+    }
+  };
+}
+
 const report = (error) => { $("error").textContent = String(error); stats.errors.push(String(error)); };
 $("model").onchange = showModel;
 $("start").onclick = () => start().catch(report);
@@ -258,7 +336,9 @@ $("stop").onclick = stop;
 $("ab").onclick = toggleAB;
 $("download-input").onclick = () => download("input");
 $("download-output").onclick = () => download("output");
+$("tts-play").onclick = () => playTokens().catch(report);
 Promise.all([loadModels(), loadDevices()]).catch(report).then(() => {
+  showLayouts();
   stats.loaded = true;
   if (new URLSearchParams(location.search).has("autostart")) $("start").click();
 });
