@@ -7,6 +7,7 @@ Nothing here executes code from a checkpoint: pickled files are read with
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -17,6 +18,7 @@ from torch import Tensor, nn
 from .errors import CheckpointMismatchError, CorruptCheckpointError, WeightsUnavailableError
 
 __all__ = [
+    "read_json_object",
     "read_tensors",
     "verify_checksum",
     "find_file",
@@ -74,6 +76,22 @@ def verify_checksum(path: Path) -> None:
             f"checkpoint {path} fails its checksum: its name promises sha256 {match.group(1)}..., "
             f"the file has {digest.hexdigest()[:8]}... (download it again)"
         )
+
+
+def read_json_object(path: Path, what: str) -> dict[str, Any]:
+    """A checkpoint's JSON config file as a dict.
+
+    Raises:
+        CorruptCheckpointError: unreadable or not JSON. CheckpointMismatchError: JSON, but not
+        an object (``what`` names what it should hold).
+    """
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptCheckpointError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CheckpointMismatchError(f"{path} holds a {type(data).__name__}, not {what}")
+    return data
 
 
 def find_file(directory: Path, candidates: Sequence[str]) -> Path | None:

@@ -55,6 +55,16 @@ def stream_all(stream: Any, x: torch.Tensor, sizes: Sequence[int], concat: Calla
     return torch.cat(parts, dim=-1)
 
 
+def stream_time_major(stream: Any, x: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
+    """Push ``[B, T, C]`` ``x`` in ``sizes`` steps along dim 1 (the ``get_voco`` layout), then flush."""
+    parts, start = [], 0
+    for size in sizes:
+        parts.append(stream.push(x[:, start : start + size]))
+        start += size
+    parts.append(stream.flush())
+    return torch.cat(parts, dim=1)
+
+
 def max_rel_error(a: torch.Tensor, b: torch.Tensor) -> float:
     scale = b.abs().max().clamp_min(1e-12)
     return float((a - b).abs().max() / scale)

@@ -9,7 +9,7 @@ import math
 
 import pytest
 import torch
-from helpers import chunk_sizes, depends_on, encoder_release_points, max_rel_error, stream_all
+from helpers import chunk_sizes, depends_on, encoder_release_points, max_rel_error, stream_all, stream_time_major
 from safetensors.torch import load_file, save_file
 
 import codecstream as cs
@@ -169,21 +169,11 @@ def test_published_size():
     assert decoded.shape == (1, 12 * hop, 2)
     for chunking in ["ones", "primes", "whole"]:  # "ones": one frame (2048 samples) at a time
         sizes = [audio.shape[1]] if chunking == "whole" else [frames * hop for frames in chunk_sizes(12, chunking)]
-        streamed, start = [], 0
         with voco.encoder_stream() as stream:
-            for size in sizes:
-                streamed.append(stream.push(audio[:, start : start + size]))
-                start += size
-            streamed.append(stream.flush())
-        assert (torch.cat(streamed, dim=1) - latents).abs().max() <= 1e-9, chunking
-        frames = chunk_sizes(12, chunking)
-        streamed, start = [], 0
+            assert (stream_time_major(stream, audio, sizes) - latents).abs().max() <= 1e-9, chunking
         with voco.decoder_stream() as stream:
-            for size in frames:
-                streamed.append(stream.push(latents[:, start : start + size]))
-                start += size
-            streamed.append(stream.flush())
-        assert (torch.cat(streamed, dim=1) - decoded).abs().max() <= 1e-9 * decoded.abs().max(), chunking
+            streamed = stream_time_major(stream, latents, chunk_sizes(12, chunking))
+            assert (streamed - decoded).abs().max() <= 1e-9 * decoded.abs().max(), chunking
 
 
 def test_published_size_parity_float32(tmp_path):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import CHUNKINGS, chunk_sizes, max_rel_error
+from helpers import CHUNKINGS, chunk_sizes, max_rel_error, stream_time_major
 
 import codecstream as cs
 from codecstream.models.dac import DacCodec
@@ -38,15 +38,6 @@ def small_voco(kind: str, dtype=torch.float64) -> cs.LatentAutoencoder:
 @pytest.fixture(scope="module")
 def vocos_small():
     return {kind: small_voco(kind) for kind in KINDS}
-
-
-def stream_time_major(stream, x: torch.Tensor, sizes: list[int]) -> torch.Tensor:
-    parts, start = [], 0
-    for size in sizes:
-        parts.append(stream.push(x[:, start : start + size]))
-        start += size
-    parts.append(stream.flush())
-    return torch.cat(parts, dim=1)
 
 
 @pytest.mark.parametrize("kind", KINDS)

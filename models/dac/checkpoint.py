@@ -5,13 +5,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from torch import Tensor
 
-from codecstream.errors import CheckpointMismatchError, CorruptCheckpointError, WeightsUnavailableError
-from codecstream.weights import find_file, read_tensors
+from codecstream.errors import CheckpointMismatchError, WeightsUnavailableError
+from codecstream.weights import find_file, read_json_object, read_tensors
 
 from ..blocks.snake import hf_snake_codec_keys
 from .config import DacConfig
@@ -24,29 +23,19 @@ def transformers_to_plugin(state: dict[str, Tensor], config: DacConfig) -> dict[
     )
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CorruptCheckpointError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise CheckpointMismatchError(f"{path} holds a {type(data).__name__}, not a DAC config")
-    return data
-
-
 def read_dac_checkpoint(path: Path, default: DacConfig) -> tuple[DacConfig, dict[str, Tensor]]:
     config = default
     if path.is_dir():
         config_file = path / "config.json"
         if config_file.is_file():
-            config = DacConfig.from_transformers(_read_json(config_file))
+            config = DacConfig.from_transformers(read_json_object(config_file, "a DAC config"))
         weights = find_file(path, ["model.safetensors", "weights*.pth", "*.pth", "*.safetensors"])
         if weights is None:
             raise WeightsUnavailableError(f"{path} has no DAC weights (model.safetensors or weights*.pth)")
         path = weights
     if not (path.parent / "config.json").is_file() and path.with_suffix(".json").is_file():
         # The seed's loader: ``dac.json`` (DAC's constructor arguments) beside ``dac.safetensors``.
-        config = DacConfig.from_original(_read_json(path.with_suffix(".json")))
+        config = DacConfig.from_original(read_json_object(path.with_suffix(".json"), "DAC's constructor arguments"))
     raw = read_tensors(path)
     if isinstance(raw.get("state_dict"), dict):  # the original release format
         kwargs = (raw.get("metadata") or {}).get("kwargs") if isinstance(raw.get("metadata"), dict) else None

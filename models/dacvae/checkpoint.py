@@ -5,13 +5,12 @@ convs hold plain ``.weight``."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from torch import Tensor
 
-from codecstream.errors import CheckpointMismatchError, CorruptCheckpointError, WeightsUnavailableError
-from codecstream.weights import find_file, read_tensors
+from codecstream.errors import CheckpointMismatchError, WeightsUnavailableError
+from codecstream.weights import find_file, read_json_object, read_tensors
 
 from .config import DacVaeConfig
 
@@ -34,13 +33,7 @@ def read_dacvae_checkpoint(path: Path, default: DacVaeConfig) -> tuple[DacVaeCon
     config = default
     config_file = _config_beside(path)
     if config_file is not None:
-        try:
-            data = json.loads(config_file.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CorruptCheckpointError(f"cannot read {config_file}: {exc}") from exc
-        if not isinstance(data, dict):
-            raise CheckpointMismatchError(f"{config_file} holds a {type(data).__name__}, not DACVAE's keyword arguments")
-        config = DacVaeConfig.from_json(data)
+        config = DacVaeConfig.from_json(read_json_object(config_file, "DACVAE's keyword arguments"))
     state = {k: v for k, v in read_tensors(path).items() if isinstance(v, Tensor)}
     if not any(k.startswith("encoder.init_conv.") for k in state) or not any(k.startswith("decoder.last_conv.") for k in state):
         raise CheckpointMismatchError(f"{path} is not a DACVAE checkpoint (no encoder.init_conv / decoder.last_conv tensors)")
