@@ -161,6 +161,9 @@ def test_browser_client_controls(tmp_path):
                 assert page.is_enabled("#option-lookahead_frames")
                 page.select_option("#option-mode", "")
                 page.select_option("#option-bandwidth", "6")
+                microphones = page.eval_on_selector_all("#input-device option", "options => options.map(o => o.value)")
+                if len(microphones) > 1:  # the fake capture device, by id (labels come after the grant)
+                    page.select_option("#input-device", microphones[1])
                 page.keyboard.press("Tab")  # keyboard operable: focus moves on from the form
                 page.focus("#start")
                 page.keyboard.press("Enter")
