@@ -219,8 +219,9 @@ def test_browser_client_controls(tmp_path):
     assert abs(shown_ms(shown_tts["first-audio"]) - tts["firstAudioMs"]) <= 0.5 and 0 < tts["firstAudioMs"] < 5000
     assert abs(shown_ms(shown_tts["lag"]) - tts["steadyLagMs"]) <= 0.5
     # The downloads hold what the server received and sent (its own recordings).
-    server_in, _ = soundfile.read(next(record.glob("*-input.wav")), dtype="float32")
-    server_out, _ = soundfile.read(next(record.glob("*-output.wav")), dtype="float32")
+    session = stats["ready"]["session"]  # the microphone session's recordings (the TTS session has its own)
+    server_in, _ = soundfile.read(record / f"{session}-input.wav", dtype="float32")
+    server_out, _ = soundfile.read(record / f"{session}-output.wav", dtype="float32")
     page_in, page_rate = soundfile.read(files["input"], dtype="float32")
     page_out, _ = soundfile.read(files["output"], dtype="float32")
     assert page_rate == 24000 and len(page_in) == stats["sent"] * 480 == len(server_in)

@@ -494,8 +494,8 @@ class Server:
 
     def refusal(self, target: str, headers: RequestHeaders) -> tuple[int, str] | None:
         """The checks every request but ``/health`` passes (one Host, Origin and Authorization
-        header; loopback names on a loopback address; for ``/ws``, ``/models`` and ``/metrics``
-        the Origin and the token): the HTTP status and text to refuse ``target`` (path and
+        header; loopback names on a loopback address; for ``/ws``, ``/models``, ``/metrics`` and
+        ``/replay`` the Origin and the token): the HTTP status and text to refuse ``target`` (path and
         query) with, or None. ``headers`` needs ``get`` and ``get_all``; a gateway in front of
         replicas (``serve --ray``) runs the same checks."""
         path = urlparse(target).path
