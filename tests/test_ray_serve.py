@@ -118,6 +118,10 @@ def test_eight_sessions_spread_over_two_replicas_and_exact(service):
     assert sorted(r["replica"] for r in metrics["replicas"]) == sorted(set(served_by))
     assert json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=30).read()) == {"status": "ok"}
     assert b"<html" in urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30).read().lower()
+    models = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/models", timeout=30).read())
+    assert [m["model"] for m in models["models"]] == [MODEL]  # answered by a replica, through the gateway
+    replay = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/replay?layout=orpheus", timeout=60).read())
+    assert "needs snac-24khz" in replay["error"]
     # The plain server's checks hold at the gateway: a foreign Origin is refused.
     request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers={"Origin": "http://evil.example"})
     with pytest.raises(urllib.error.HTTPError, match="403"):

@@ -1,6 +1,7 @@
 """``codecstream serve --ray``: the service as a Ray Serve application, from a laptop to a cluster.
 
-Two deployments:
+Two deployments, each its own Serve application (so a rolling update of the replicas never
+replaces the gateway that holds the clients' connections):
 
 - ``CodecReplica`` (``--replicas N``, CPUs and GPUs per replica, autoscaling bounds): each replica
   runs the ordinary server (:class:`~codecstream.server.app.ServerThreads`: the loaded models,
@@ -291,16 +292,20 @@ class Gateway:
 
     @gateway_app.get("/replay")
     async def replay(self, request: Request) -> Response:
-        return await self.models(request)  # forwarded to a replica, as /models
+        return await self._forward(request, timeout_s=60)  # the replica speaks and encodes: seconds
 
     @gateway_app.get("/models")
     async def models(self, request: Request) -> Response:
+        return await self._forward(request, timeout_s=5)
+
+    async def _forward(self, request: Request, timeout_s: float) -> Response:
+        """The request's answer from a live replica (after the checks)."""
         refused = self.checks.refusal(_target(request.url), _Headers(request.headers))
         if refused is not None:
             return PlainTextResponse(refused[1], status_code=refused[0])
         for info in (await self._live()).values():
             try:
-                return JSONResponse(json.loads(await self._get(info["address"], _target(request.url))))
+                return JSONResponse(json.loads(await self._get(info["address"], _target(request.url), timeout_s)))
             except OSError:
                 continue
         return JSONResponse({"error": "no replica is available"}, status_code=503)
@@ -315,12 +320,12 @@ class Gateway:
             return PlainTextResponse("not found\n", status_code=404)
         return Response(found[0], media_type=found[1].split(";")[0])
 
-    async def _get(self, address: str, target: str) -> str:
+    async def _get(self, address: str, target: str, timeout_s: float = 5) -> str:
         token = await self._internal_token()
 
         def fetch() -> str:
             request = urllib.request.Request(f"http://{address}{target}", headers={"Authorization": f"Bearer {token}"})
-            with urllib.request.urlopen(request, timeout=5) as response:
+            with urllib.request.urlopen(request, timeout=timeout_s) as response:
                 return response.read().decode()
 
         return await asyncio.to_thread(fetch)
@@ -380,9 +385,7 @@ class Gateway:
                     max_size=self.config.max_message_bytes, compression=None, open_timeout=5,
                 ), 10)
                 return backend, name
-            except (OSError, asyncio.TimeoutError) as exc:
-                log.warning("replica %s refused a session: %s", name, exc)
-            except Exception as exc:  # a handshake the replica refused (at its session limit...)
+            except Exception as exc:  # unreachable, too slow, or a handshake it refused
                 log.warning("replica %s refused a session: %s", name, exc)
             self.assigned[name] -= 1
         return None, ""
