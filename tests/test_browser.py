@@ -32,7 +32,7 @@ def segment_correlations(output, reference, segment=12000):
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium; done by .ci/setup)")
 def test_browser_streams_through_the_server_and_back(tmp_path):
-    playwright = pytest.importorskip("playwright.sync_api")
+    playwright = pytest.importorskip("playwright.sync_api", reason="the playwright package drives Chromium (dev extra, installed by .ci/setup)")
     import soxr
 
     clip, rate = bundled_clip()
@@ -121,7 +121,7 @@ def test_browser_client_controls(tmp_path):
     list with an option, A/B, start and stop, both downloads, the TTS tab; what the page shows
     checked against the server's figures and recordings; screenshots of each state in
     tests/artifacts/browser/."""
-    playwright = pytest.importorskip("playwright.sync_api")
+    playwright = pytest.importorskip("playwright.sync_api", reason="the playwright package drives Chromium (dev extra, installed by .ci/setup)")
     import json
     import urllib.request
     from pathlib import Path

@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 import codecstream as cs
 from codecstream.models.dacvae import DACVAE_SMALL, DacVaeCodec, DacVaeConfig
 
-dacvae_reference = pytest.importorskip("dacvae_reference")  # descript-audio-codec, einops (dev extra)
+dacvae_reference = pytest.importorskip("dacvae_reference", reason="the reference needs descript-audio-codec and einops (installed by .ci/setup)")
 
 SMALL_KWARGS = dict(encoder_dim=4, encoder_rates=[2, 4, 2], latent_dim=16, decoder_dim=32, decoder_rates=[2, 4, 2], sample_rate=48000)
 #: The published strides at a few channels: the published latencies, fast.

@@ -15,7 +15,7 @@ from codecstream.models.oobleck import OobleckCodec
 test_vocos = pytest.importorskip("test_vocos")  # skips without the vocos package
 test_dac = pytest.importorskip("test_dac")  # ... transformers
 test_oobleck = pytest.importorskip("test_oobleck")  # ... diffusers
-test_dacvae = pytest.importorskip("test_dacvae")  # ... descript-audio-codec, einops
+test_dacvae = pytest.importorskip("test_dacvae", reason="DACVAE's reference needs descript-audio-codec and einops (installed by .ci/setup)")
 
 KINDS = ["mel", "encodec", "dac", "oobleck", "dacvae"]
 

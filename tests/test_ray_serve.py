@@ -47,7 +47,7 @@ def expected(model: cs.Codec, signal: np.ndarray) -> np.ndarray:
 def service(tmp_path_factory):
     """The CLI as a user runs it, on a free port; the tests attach to its Ray instance."""
     if ray_processes():
-        pytest.skip("another Ray instance runs on this machine")
+        pytest.skip("another Ray instance runs on this machine: stop it (`ray stop`) so the test can start and stop its own")
     with socket_port() as port:
         pass
     command = [

@@ -966,14 +966,10 @@ class ServerThreads:
         self._compute = threading.Thread(target=self.worker.run_forever, args=(self._stop,), name="codecstream-compute", daemon=True)
         self._loop.start()
         self._compute.start()
-        if not self.server.ready.wait(60):
+        if not self.server.ready.wait(60) or self.server.port is None:
             self.close()
             raise ConfigError(f"the server did not start listening on {config.host}:{config.port}")
-
-    @property
-    def port(self) -> int:
-        assert self.server.port is not None  # set before ready
-        return self.server.port
+        self.port: int = self.server.port  # the bound port (config.port may be 0)
 
     @property
     def alive(self) -> bool:

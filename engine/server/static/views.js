@@ -92,16 +92,19 @@ class LatencyGraph {
 
 // Growing mono recording, kept in blocks.
 class Recording {
-  constructor(limit) { this.blocks = []; this.length = 0; this.limit = limit; }
-  push(samples) { if (this.length + samples.length <= this.limit) { this.blocks.push(samples.slice(0)); this.length += samples.length; } }
-  range(start, end) {  // samples [start, end), zeros where not recorded
+  constructor(limit) { this.blocks = []; this.starts = []; this.length = 0; this.limit = limit; }
+  push(samples) {
+    if (this.length + samples.length > this.limit) return;
+    this.blocks.push(samples.slice(0)); this.starts.push(this.length); this.length += samples.length;
+  }
+  range(start, end) {  // samples [start, end), zeros where not recorded; found by bisection (A/B runs it per message)
     const out = new Float32Array(end - start);
-    let offset = 0;
-    for (const block of this.blocks) {
+    let low = 0, high = this.blocks.length;
+    while (high - low > 1) { const mid = (low + high) >> 1; if (this.starts[mid] <= start) low = mid; else high = mid; }
+    for (let i = low; i < this.blocks.length && this.starts[i] < end; i++) {
+      const block = this.blocks[i], offset = this.starts[i];
       const a = Math.max(start, offset), b = Math.min(end, offset + block.length);
       if (a < b) out.set(block.subarray(a - offset, b - offset), a - start);
-      offset += block.length;
-      if (offset >= end) break;
     }
     return out;
   }
